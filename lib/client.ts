@@ -1,0 +1,113 @@
+/** connect(): open a WebSocket to a URL and resolve with a WsDuplex once it is open. */
+import { WebSocket, type ClientOptions } from 'ws'
+import { WsDuplex } from './duplex.js'
+import { WsDuplexError } from './errors.js'
+import {
+  DEFAULTS,
+  normalizeOptions,
+  objectOption,
+  splitDuplexOptions,
+  timeoutOption,
+  type WsDuplexOptions
+} from './options.js'
+
+export interface ConnectOptions extends ClientOptions, WsDuplexOptions {
+  /** Subprotocols to offer (`Sec-WebSocket-Protocol`). */
+  protocols?: string | string[]
+  /** Aborts the attempt; `connect()` then rejects with `ERR_ABORTED`. */
+  signal?: AbortSignal
+  /**
+   * Milliseconds for the whole attempt (TCP, TLS and the upgrade); then `ERR_CONNECT_TIMEOUT`.
+   * @default 10000
+   */
+  timeout?: number
+  /**
+   * Largest incoming message in bytes; a larger one closes with 1009 (`ERR_PAYLOAD_TOO_LARGE`).
+   * @default 1048576
+   */
+  maxPayload?: number
+  /**
+   * permessage-deflate; off unless asked for (compression costs CPU and memory per connection,
+   * and compressed secrets can leak through length, see CRIME/BREACH).
+   * @default false
+   */
+  perMessageDeflate?: ClientOptions['perMessageDeflate']
+}
+
+/**
+ * Opens a WebSocket and resolves with a WsDuplex once the handshake completes. Refused, timed
+ * out or aborted attempts reject with a WsDuplexError (`ERR_CONNECT_FAILED`,
+ * `ERR_HANDSHAKE_REJECTED` with `status`, `ERR_CONNECT_TIMEOUT`, `ERR_ABORTED`) and leave no
+ * socket behind.
+ */
+export async function connect(url: string | URL, options?: ConnectOptions): Promise<WsDuplex> {
+  const { duplex: duplexOptions, rest } = splitDuplexOptions(objectOption('options', options))
+  const normalized = normalizeOptions(duplexOptions)
+  const { signal, timeout, protocols, ...wsOptions } = rest as Omit<
+    ConnectOptions,
+    keyof WsDuplexOptions
+  >
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new TypeError('Expected `signal` to be an AbortSignal')
+  }
+  const timeoutMs = timeoutOption('timeout', timeout, DEFAULTS.connectTimeout)
+  if (signal?.aborted) throw abortedError(signal)
+
+  // `closeTimeout` is a ws 8.19+ option that @types/ws does not list yet. ws starts its own
+  // close timer when we send our close frame; ours must fire first.
+  const clientOptions: ClientOptions & { closeTimeout: number } = {
+    perMessageDeflate: false,
+    maxPayload: DEFAULTS.maxPayload,
+    ...wsOptions,
+    closeTimeout: normalized.closeTimeout + 1000
+  }
+  let socket: WebSocket
+  try {
+    socket = new WebSocket(url, protocols, clientOptions)
+  } catch (error) {
+    throw new TypeError(`Expected \`url\` to be a WebSocket URL: ${(error as Error).message}`, {
+      cause: error
+    })
+  }
+  const duplex = new WsDuplex(socket, duplexOptions)
+
+  return new Promise<WsDuplex>((resolve, reject) => {
+    const cleanup = (): void => {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', onAbort)
+      duplex.events.off('open', onOpen)
+      duplex.off('error', onError)
+    }
+    const giveUp = (error: WsDuplexError): void => {
+      cleanup()
+      duplex.destroy()
+      reject(error)
+    }
+    const onOpen = (): void => {
+      cleanup()
+      resolve(duplex)
+    }
+    const onError = (error: Error): void => {
+      cleanup()
+      reject(error)
+    }
+    const onAbort = (): void => giveUp(abortedError(signal as AbortSignal))
+    const timer = setTimeout(
+      () =>
+        giveUp(
+          new WsDuplexError(
+            'ERR_CONNECT_TIMEOUT',
+            `The connection did not open within ${timeoutMs} ms`
+          )
+        ),
+      timeoutMs
+    )
+    duplex.events.on('open', onOpen)
+    duplex.on('error', onError)
+    signal?.addEventListener('abort', onAbort, { once: true })
+  })
+}
+
+function abortedError(signal: AbortSignal): WsDuplexError {
+  return new WsDuplexError('ERR_ABORTED', 'connect() was aborted', { cause: signal.reason })
+}

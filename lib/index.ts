@@ -1,0 +1,16 @@
+/** ws-duplex: a WebSocket as a byte stream. This module only re-exports the public surface. */
+export { WsDuplex, type CloseResult } from './duplex.js'
+export { connect, type ConnectOptions } from './client.js'
+export {
+  createServer,
+  WsDuplexServer,
+  type ServerOptions,
+  type VerifyClientInfo,
+  type VerifyClientResult,
+  type WsDuplexServerEvents
+} from './server.js'
+export { WsDuplexError, type WsDuplexErrorCode, type WsDuplexErrorDetails } from './errors.js'
+export type { WsDuplexEvents, ClosingInfo, CloseInfo, DuplexEvents } from './events.js'
+export type { WsDuplexOptions, KeepAliveOptions, TextPolicy } from './options.js'
+export type { SinkChunk } from './iterable.js'
+export { CloseCode, isSendableCloseCode } from './close-codes.js'

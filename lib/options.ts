@@ -1,0 +1,203 @@
+/**
+ * The WsDuplex options: their types (the reference the README is built from), defaults, and the
+ * one place where they are validated and normalised into a new object. The caller's object is
+ * never written to or kept.
+ */
+
+/** What to do with a text frame; ws-duplex carries bytes, so text is a protocol error by default. */
+export type TextPolicy = 'error' | 'ignore' | 'bytes'
+
+export interface KeepAliveOptions {
+  /**
+   * Send a ping after this many milliseconds without any incoming frame.
+   * @default 30000
+   */
+  interval?: number
+  /**
+   * Terminate with `ERR_KEEPALIVE_TIMEOUT` when no frame at all arrives this many milliseconds
+   * after the ping.
+   * @default 10000
+   */
+  timeout?: number
+}
+
+export interface WsDuplexOptions {
+  /**
+   * A text frame emits `'warning'` (`ERR_TEXT_FRAME`) and then: `'error'` closes with 1003 and
+   * ends the stream with that error once the bytes received before it are read; `'ignore'`
+   * drops it; `'bytes'` delivers its payload like a binary frame (no warning).
+   * @default 'error'
+   */
+  text?: TextPolicy
+  /**
+   * Largest outgoing frame payload in bytes. Queued small writes are coalesced up to this
+   * size; a larger single write is split.
+   * @default 65536
+   */
+  maxFrameSize?: number
+  /**
+   * Milliseconds to wait for the peer's close frame, counted from when ours is handed to the
+   * socket (after every written byte). On expiry the socket is terminated and the stream
+   * errors with `ERR_CLOSE_TIMEOUT`.
+   * @default 5000
+   */
+  closeTimeout?: number
+  /**
+   * Ping when idle and give up on a silent peer. `true` uses the defaults; `false` disables.
+   * @default false
+   */
+  keepAlive?: boolean | KeepAliveOptions
+  /**
+   * Bytes buffered for the reader before the socket is paused.
+   * @default 65536
+   */
+  readableHighWaterMark?: number
+  /**
+   * Bytes buffered for writing before `write()` returns false; also bounds the bytes handed to
+   * the socket and not yet flushed.
+   * @default 65536
+   */
+  writableHighWaterMark?: number
+}
+
+export interface NormalizedKeepAlive {
+  readonly interval: number
+  readonly timeout: number
+}
+
+export interface NormalizedOptions {
+  readonly text: TextPolicy
+  readonly maxFrameSize: number
+  readonly closeTimeout: number
+  readonly keepAlive: NormalizedKeepAlive | undefined
+  readonly readableHighWaterMark: number
+  readonly writableHighWaterMark: number
+}
+
+export const DEFAULTS = {
+  text: 'error',
+  maxFrameSize: 64 * 1024,
+  closeTimeout: 5000,
+  keepAliveInterval: 30_000,
+  keepAliveTimeout: 10_000,
+  readableHighWaterMark: 64 * 1024,
+  writableHighWaterMark: 64 * 1024,
+  /** For connect() and createServer(): far below ws's 100 MiB, since a byte stream needs no big messages. */
+  maxPayload: 1024 * 1024,
+  connectTimeout: 10_000
+} as const
+
+/** Largest timer Node accepts without overflowing to 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+function describe(value: unknown): string {
+  return `\`${typeof value === 'string' ? value : String(value)}\` (${typeof value})`
+}
+
+/** Throws `Expected \`name\` to be an integer from min to max, got \`v\` (type)`. */
+export function integerOption(
+  name: string,
+  value: unknown,
+  fallback: number,
+  min: number,
+  max: number
+): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isInteger(value)) {
+    throw new TypeError(`Expected \`${name}\` to be an integer, got ${describe(value)}`)
+  }
+  if (value < min || value > max) {
+    throw new RangeError(`Expected \`${name}\` to be from ${min} to ${max}, got \`${value}\``)
+  }
+  return value
+}
+
+export function timeoutOption(name: string, value: unknown, fallback: number): number {
+  return integerOption(name, value, fallback, 1, MAX_TIMER_MS)
+}
+
+export function oneOfOption<T extends string>(
+  name: string,
+  value: unknown,
+  allowed: readonly T[],
+  fallback: T
+): T {
+  if (value === undefined) return fallback
+  if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
+    const list = allowed.map((a) => `'${a}'`).join(', ')
+    throw new TypeError(`Expected \`${name}\` to be one of ${list}, got ${describe(value)}`)
+  }
+  return value as T
+}
+
+export function objectOption(name: string, value: unknown): Record<string, unknown> {
+  if (value === undefined) return {}
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new TypeError(`Expected \`${name}\` to be an object, got ${describe(value)}`)
+  }
+  return value as Record<string, unknown>
+}
+
+function keepAliveOption(value: unknown): NormalizedKeepAlive | undefined {
+  if (value === undefined || value === false) return undefined
+  const given = value === true ? {} : objectOption('keepAlive', value)
+  return Object.freeze({
+    interval: timeoutOption('keepAlive.interval', given.interval, DEFAULTS.keepAliveInterval),
+    timeout: timeoutOption('keepAlive.timeout', given.timeout, DEFAULTS.keepAliveTimeout)
+  })
+}
+
+/** Validates the WsDuplex options and returns a new, frozen object with every default filled. */
+export function normalizeOptions(options: unknown): NormalizedOptions {
+  const given = objectOption('options', options)
+  return Object.freeze({
+    text: oneOfOption<TextPolicy>('text', given.text, ['error', 'ignore', 'bytes'], DEFAULTS.text),
+    maxFrameSize: integerOption(
+      'maxFrameSize',
+      given.maxFrameSize,
+      DEFAULTS.maxFrameSize,
+      1,
+      2 ** 30
+    ),
+    closeTimeout: timeoutOption('closeTimeout', given.closeTimeout, DEFAULTS.closeTimeout),
+    keepAlive: keepAliveOption(given.keepAlive),
+    readableHighWaterMark: integerOption(
+      'readableHighWaterMark',
+      given.readableHighWaterMark,
+      DEFAULTS.readableHighWaterMark,
+      1,
+      2 ** 30
+    ),
+    writableHighWaterMark: integerOption(
+      'writableHighWaterMark',
+      given.writableHighWaterMark,
+      DEFAULTS.writableHighWaterMark,
+      1,
+      2 ** 30
+    )
+  })
+}
+
+/** The WsDuplex option names, so `connect()` and `createServer()` can split them from the rest. */
+export const DUPLEX_OPTION_NAMES = [
+  'text',
+  'maxFrameSize',
+  'closeTimeout',
+  'keepAlive',
+  'readableHighWaterMark',
+  'writableHighWaterMark'
+] as const satisfies readonly (keyof WsDuplexOptions)[]
+
+/** Splits an options object into the WsDuplex options and everything else (a new object each). */
+export function splitDuplexOptions<T extends object>(
+  options: T
+): { duplex: WsDuplexOptions; rest: Omit<T, keyof WsDuplexOptions> } {
+  const duplexNames: ReadonlySet<string> = new Set(DUPLEX_OPTION_NAMES)
+  const duplex: Record<string, unknown> = {}
+  const rest: Record<string, unknown> = {}
+  for (const [name, value] of Object.entries(options)) {
+    if (duplexNames.has(name)) duplex[name] = value
+    else rest[name] = value
+  }
+  return { duplex: duplex as WsDuplexOptions, rest: rest as Omit<T, keyof WsDuplexOptions> }
+}

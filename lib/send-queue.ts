@@ -1,0 +1,125 @@
+/**
+ * Outgoing bytes: written chunks wait here until the end of the current tick, then leave as
+ * binary frames of at most `maxFrameSize` bytes. Merging only what is already queued (never
+ * waiting on a timer) turns a burst of small writes into one frame without adding latency to
+ * a lone write.
+ */
+import type { SendCallback } from './socket.js'
+
+export interface FrameSink {
+  sendFrame(frame: Buffer, callback: SendCallback): void
+}
+
+export class SendQueue {
+  readonly #maxFrameSize: number
+  readonly #sink: FrameSink
+  readonly #onSent: (error: Error | null | undefined) => void
+  #chunks: Buffer[] = []
+  #queuedBytes = 0
+  #inFlightBytes = 0
+  #flushScheduled = false
+  #held = false
+
+  /**
+   * @param onSent runs after each frame's bytes were handed to the OS (or failed), so the owner
+   *   can release backpressure or fail the stream.
+   */
+  constructor(
+    maxFrameSize: number,
+    sink: FrameSink,
+    onSent: (error: Error | null | undefined) => void
+  ) {
+    this.#maxFrameSize = maxFrameSize
+    this.#sink = sink
+    this.#onSent = onSent
+  }
+
+  /** Bytes accepted and not yet handed to the OS: the write-side memory we answer for. */
+  get pendingBytes(): number {
+    return this.#queuedBytes + this.#inFlightBytes
+  }
+
+  get queuedBytes(): number {
+    return this.#queuedBytes
+  }
+
+  get inFlightBytes(): number {
+    return this.#inFlightBytes
+  }
+
+  /** While held (socket still connecting), chunks accumulate and nothing is sent. */
+  hold(): void {
+    this.#held = true
+  }
+
+  release(): void {
+    this.#held = false
+    this.flush()
+  }
+
+  push(chunk: Buffer): void {
+    if (chunk.length === 0) return
+    this.#chunks.push(chunk)
+    this.#queuedBytes += chunk.length
+    if (!this.#flushScheduled && !this.#held) {
+      this.#flushScheduled = true
+      process.nextTick(flushOnTick, this)
+    }
+  }
+
+  /** Drops what was never sent, returning how many bytes that was. */
+  discard(): number {
+    const dropped = this.#queuedBytes
+    this.#chunks = []
+    this.#queuedBytes = 0
+    return dropped
+  }
+
+  /** Frames and sends everything queued now. */
+  flush(): void {
+    this.#flushScheduled = false
+    if (this.#held || this.#queuedBytes === 0) return
+    const chunks = this.#chunks
+    this.#chunks = []
+    this.#queuedBytes = 0
+    const max = this.#maxFrameSize
+    let batch: Buffer[] = []
+    let batchBytes = 0
+    for (let chunk of chunks) {
+      while (chunk.length > 0) {
+        const room = max - batchBytes
+        if (chunk.length <= room) {
+          batch.push(chunk)
+          batchBytes += chunk.length
+          break
+        }
+        // Views, not copies: subarray shares the written chunk's memory.
+        batch.push(chunk.subarray(0, room))
+        this.#send(batch, max)
+        batch = []
+        batchBytes = 0
+        chunk = chunk.subarray(room)
+      }
+      if (batchBytes === max) {
+        this.#send(batch, max)
+        batch = []
+        batchBytes = 0
+      }
+    }
+    if (batchBytes > 0) this.#send(batch, batchBytes)
+  }
+
+  #send(batch: Buffer[], bytes: number): void {
+    // One chunk goes out as it is; only a merge of several costs a copy.
+    const frame = batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch, bytes)
+    this.#inFlightBytes += bytes
+    this.#sink.sendFrame(frame, (error) => {
+      this.#inFlightBytes -= bytes
+      this.#onSent(error)
+    })
+  }
+}
+
+function flushOnTick(queue: SendQueue): void {
+  queue.flush()
+}

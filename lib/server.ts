@@ -1,0 +1,409 @@
+/**
+ * createServer(): accept WebSocket upgrades and hand each connection over as a WsDuplex. The
+ * upgrade is checked here (path, origin, connection limit, verifyClient) before ws completes it,
+ * so a refused client gets a real HTTP status.
+ */
+import { EventEmitter } from 'node:events'
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse
+} from 'node:http'
+import type { Server as HttpsServer } from 'node:https'
+import type { AddressInfo } from 'node:net'
+import type { Duplex as NodeDuplex } from 'node:stream'
+import { WebSocketServer, type ServerOptions as WsServerOptions, type WebSocket } from 'ws'
+import { CloseCode } from './close-codes.js'
+import { WsDuplex } from './duplex.js'
+import {
+  DEFAULTS,
+  integerOption,
+  normalizeOptions,
+  objectOption,
+  splitDuplexOptions,
+  timeoutOption,
+  type WsDuplexOptions
+} from './options.js'
+
+export interface VerifyClientInfo {
+  req: IncomingMessage
+  /** The `Origin` header, if the client sent one (browsers always do). */
+  origin: string | undefined
+  /** Whether the connection is TLS. */
+  secure: boolean
+}
+
+/** `true` accepts; `false` refuses with 401; an object refuses with its own status. */
+export type VerifyClientResult = boolean | { status: number; message?: string }
+
+export interface ServerOptions extends WsDuplexOptions {
+  /**
+   * Port to listen on (0 picks a free one). Ignored when `server` is given.
+   * @default 0
+   */
+  port?: number
+  /**
+   * Address to listen on. Ignored when `server` is given.
+   * @default all interfaces, as Node's `listen()`
+   */
+  host?: string
+  /**
+   * Accept upgrades only on this path (query string ignored); others get 404.
+   * @default every path
+   */
+  path?: string
+  /** Attach to an existing http or https server instead of creating one. */
+  server?: Server | HttpsServer
+  /**
+   * Largest incoming message in bytes; a larger one closes with 1009.
+   * @default 1048576
+   */
+  maxPayload?: number
+  /** Decide per request; may be async. Runs after the origin and connection checks. */
+  verifyClient?: (info: VerifyClientInfo) => VerifyClientResult | Promise<VerifyClientResult>
+  /**
+   * Exact `Origin` values allowed (e.g. `https://app.example`); any other origin gets 403.
+   * Requests without an Origin header (non-browser clients) are allowed.
+   * @default every origin
+   */
+  allowedOrigins?: readonly string[]
+  /**
+   * Live connections allowed at once; beyond it, upgrades get 503.
+   * @default Infinity
+   */
+  maxConnections?: number
+  /**
+   * Milliseconds a client has to send its complete upgrade request (only when ws-duplex
+   * creates the HTTP server).
+   * @default 10000
+   */
+  handshakeTimeout?: number
+  /**
+   * permessage-deflate; off unless asked for.
+   * @default false
+   */
+  perMessageDeflate?: WsServerOptions['perMessageDeflate']
+  /** Picks the subprotocol, as ws's `handleProtocols`. */
+  handleProtocols?: WsServerOptions['handleProtocols']
+}
+
+export interface WsDuplexServerEvents {
+  /** A client connected. */
+  connection: [duplex: WsDuplex, request: IncomingMessage]
+  /** The HTTP server failed. */
+  error: [error: Error]
+  /** The server stopped and every connection ended. */
+  close: []
+}
+
+interface NormalizedServerOptions {
+  readonly path: string | undefined
+  readonly allowedOrigins: ReadonlySet<string> | undefined
+  readonly maxConnections: number
+  readonly verifyClient: ServerOptions['verifyClient']
+  readonly duplexOptions: WsDuplexOptions
+}
+
+/** A WebSocket server whose connections are WsDuplex streams. Also an async iterable of them. */
+export class WsDuplexServer extends EventEmitter<WsDuplexServerEvents> {
+  readonly #http: Server | HttpsServer
+  readonly #ownsHttp: boolean
+  readonly #wss: WebSocketServer
+  readonly #options: NormalizedServerOptions
+  readonly #connections = new Set<WsDuplex>()
+  /** Connections waiting for an async iterator, and iterators waiting for connections. */
+  readonly #iterators = new Set<ConnectionQueue>()
+  #pendingUpgrades = 0
+  #closing: Promise<void> | undefined
+
+  /** @internal use createServer() */
+  constructor(
+    http: Server | HttpsServer,
+    ownsHttp: boolean,
+    wss: WebSocketServer,
+    options: NormalizedServerOptions
+  ) {
+    super()
+    this.#http = http
+    this.#ownsHttp = ownsHttp
+    this.#wss = wss
+    this.#options = options
+    http.on('upgrade', this.#onUpgrade)
+    http.on('error', this.#onHttpError)
+  }
+
+  address(): AddressInfo | string | null {
+    return this.#http.address()
+  }
+
+  /** The connections that are open now. */
+  get connections(): ReadonlySet<WsDuplex> {
+    return this.#connections
+  }
+
+  /**
+   * Stops accepting, closes every live connection with 1001 (going away) and resolves once they
+   * have all ended (each bounded by its `closeTimeout`). Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown()
+    return this.#closing
+  }
+
+  async #shutdown(): Promise<void> {
+    this.#http.off('upgrade', this.#onUpgrade)
+    const stopped = this.#ownsHttp ? closeHttpServer(this.#http) : Promise.resolve()
+    await Promise.all(
+      [...this.#connections].map((duplex) =>
+        duplex.destroyed && duplex.closeInfo === undefined
+          ? new Promise<void>((resolve) => duplex.events.once('close', () => resolve()))
+          : duplex.close(CloseCode.GoingAway, 'server closing').then(() => undefined)
+      )
+    )
+    for (const queue of this.#iterators) queue.end()
+    await stopped
+    this.#http.off('error', this.#onHttpError)
+    this.#wss.close()
+    this.emit('close')
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<WsDuplex> {
+    const queue = new ConnectionQueue(() => this.#iterators.delete(queue))
+    if (this.#closing !== undefined) queue.end()
+    else this.#iterators.add(queue)
+    return queue
+  }
+
+  readonly #onHttpError = (error: Error): void => {
+    this.emit('error', error)
+  }
+
+  readonly #onUpgrade = (request: IncomingMessage, socket: NodeDuplex, head: Buffer): void => {
+    socket.on('error', ignoreSocketError)
+    this.#admit(request, socket, head).catch((error: unknown) => {
+      refuseUpgrade(socket, 500, error instanceof Error ? 'verifyClient failed' : undefined)
+    })
+  }
+
+  async #admit(request: IncomingMessage, socket: NodeDuplex, head: Buffer): Promise<void> {
+    const options = this.#options
+    if (options.path !== undefined && pathOf(request.url) !== options.path) {
+      refuseUpgrade(socket, 404)
+      return
+    }
+    const origin = request.headers.origin
+    if (
+      origin !== undefined &&
+      options.allowedOrigins !== undefined &&
+      !options.allowedOrigins.has(origin)
+    ) {
+      refuseUpgrade(socket, 403)
+      return
+    }
+    if (
+      this.#closing !== undefined ||
+      this.#connections.size + this.#pendingUpgrades >= options.maxConnections
+    ) {
+      refuseUpgrade(socket, 503)
+      return
+    }
+    this.#pendingUpgrades++
+    try {
+      if (options.verifyClient !== undefined) {
+        const secure = 'encrypted' in socket && socket.encrypted === true
+        const verdict = await options.verifyClient({ req: request, origin, secure })
+        if (verdict !== true) {
+          const status = verdict === false ? 401 : verdict.status
+          refuseUpgrade(socket, status, verdict === false ? undefined : verdict.message)
+          return
+        }
+      }
+      if (this.#closing !== undefined) {
+        refuseUpgrade(socket, 503)
+        return
+      }
+      await new Promise<void>((resolve) => {
+        this.#wss.handleUpgrade(request, socket, head, (ws) => {
+          this.#accept(ws, request, socket)
+          resolve()
+        })
+        // ws destroys a socket it cannot upgrade (bad key, version...) without calling back.
+        socket.once('close', () => resolve())
+      })
+    } finally {
+      this.#pendingUpgrades--
+    }
+  }
+
+  #accept(ws: WebSocket, request: IncomingMessage, socket: NodeDuplex): void {
+    // ws watches the socket's errors from here on.
+    socket.off('error', ignoreSocketError)
+    const duplex = new WsDuplex(ws, this.#options.duplexOptions)
+    this.#connections.add(duplex)
+    duplex.events.once('close', () => this.#connections.delete(duplex))
+    for (const queue of this.#iterators) queue.push(duplex)
+    this.emit('connection', duplex, request)
+  }
+}
+
+/**
+ * Starts a WebSocket server and resolves once it listens (at once when attached to `server`).
+ * `onConnection` is added as a 'connection' listener.
+ */
+export async function createServer(
+  options?: ServerOptions,
+  onConnection?: (duplex: WsDuplex, request: IncomingMessage) => void
+): Promise<WsDuplexServer> {
+  const { duplex: duplexOptions, rest } = splitDuplexOptions(objectOption('options', options))
+  const normalizedDuplex = normalizeOptions(duplexOptions)
+  const given = rest as Omit<ServerOptions, keyof WsDuplexOptions>
+  if (onConnection !== undefined && typeof onConnection !== 'function') {
+    throw new TypeError('Expected `onConnection` to be a function')
+  }
+  if (given.path !== undefined && (typeof given.path !== 'string' || !given.path.startsWith('/'))) {
+    throw new TypeError(
+      `Expected \`path\` to be a string starting with /, got \`${String(given.path)}\``
+    )
+  }
+  if (given.verifyClient !== undefined && typeof given.verifyClient !== 'function') {
+    throw new TypeError('Expected `verifyClient` to be a function')
+  }
+  if (given.allowedOrigins !== undefined && !Array.isArray(given.allowedOrigins)) {
+    throw new TypeError('Expected `allowedOrigins` to be an array of origin strings')
+  }
+  const port = integerOption('port', given.port, 0, 0, 65535)
+  const maxPayload = integerOption('maxPayload', given.maxPayload, DEFAULTS.maxPayload, 1, 2 ** 31)
+  const handshakeTimeout = timeoutOption(
+    'handshakeTimeout',
+    given.handshakeTimeout,
+    DEFAULTS.connectTimeout
+  )
+  const maxConnections =
+    given.maxConnections === undefined || given.maxConnections === Infinity
+      ? Infinity
+      : integerOption('maxConnections', given.maxConnections, 0, 1, 2 ** 31)
+
+  const wssOptions: WsServerOptions & { closeTimeout: number } = {
+    noServer: true,
+    clientTracking: false,
+    maxPayload,
+    perMessageDeflate: given.perMessageDeflate ?? false,
+    // ws's close timer starts with ours; ours must fire first.
+    closeTimeout: normalizedDuplex.closeTimeout + 1000
+  }
+  if (given.handleProtocols !== undefined) wssOptions.handleProtocols = given.handleProtocols
+  const wss = new WebSocketServer(wssOptions)
+
+  const ownsHttp = given.server === undefined
+  const http =
+    given.server ??
+    createHttpServer({
+      headersTimeout: handshakeTimeout,
+      requestTimeout: handshakeTimeout,
+      // Node checks the two timeouts above only this often (30 s by default).
+      connectionsCheckingInterval: Math.min(handshakeTimeout, 1000)
+    })
+  if (ownsHttp) http.on('request', answerUpgradeRequired)
+
+  const server = new WsDuplexServer(http, ownsHttp, wss, {
+    path: given.path,
+    allowedOrigins: given.allowedOrigins === undefined ? undefined : new Set(given.allowedOrigins),
+    maxConnections,
+    verifyClient: given.verifyClient,
+    duplexOptions: { ...duplexOptions }
+  })
+  if (onConnection !== undefined) server.on('connection', onConnection)
+  if (ownsHttp) await listen(http, port, given.host)
+  return server
+}
+
+function listen(http: Server, port: number, host: string | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: Error): void => reject(error)
+    http.once('error', onError)
+    http.listen(port, host, () => {
+      http.off('error', onError)
+      resolve()
+    })
+  })
+}
+
+function closeHttpServer(http: Server | HttpsServer): Promise<void> {
+  return new Promise((resolve) => {
+    http.close(() => resolve())
+    http.closeIdleConnections()
+  })
+}
+
+/** A plain HTTP request to a WebSocket-only server: RFC 6455 §4.2.2 suggests 426. */
+function answerUpgradeRequired(_request: IncomingMessage, response: ServerResponse): void {
+  response.writeHead(426, { Connection: 'close', Upgrade: 'websocket', 'Content-Length': 0 })
+  response.end()
+}
+
+const statusText: Readonly<Record<number, string>> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable'
+}
+
+function refuseUpgrade(socket: NodeDuplex, status: number, message?: string): void {
+  if (!socket.writable) {
+    socket.destroy()
+    return
+  }
+  const body = message ?? statusText[status] ?? 'Refused'
+  socket.end(
+    `HTTP/1.1 ${status} ${statusText[status] ?? 'Refused'}\r\n` +
+      'Connection: close\r\nContent-Type: text/plain\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+  )
+}
+
+function pathOf(url: string | undefined): string {
+  const path = url ?? '/'
+  const query = path.indexOf('?')
+  return query === -1 ? path : path.slice(0, query)
+}
+
+function ignoreSocketError(): void {}
+
+/** Connections handed to one `for await (const d of server)` loop. */
+class ConnectionQueue implements AsyncIterator<WsDuplex> {
+  readonly #ready: WsDuplex[] = []
+  readonly #waiting: ((result: IteratorResult<WsDuplex>) => void)[] = []
+  readonly #onDone: () => void
+  #ended = false
+
+  constructor(onDone: () => void) {
+    this.#onDone = onDone
+  }
+
+  push(duplex: WsDuplex): void {
+    const waiter = this.#waiting.shift()
+    if (waiter !== undefined) waiter({ value: duplex, done: false })
+    else this.#ready.push(duplex)
+  }
+
+  end(): void {
+    this.#ended = true
+    this.#onDone()
+    for (const waiter of this.#waiting.splice(0)) waiter({ value: undefined, done: true })
+  }
+
+  next(): Promise<IteratorResult<WsDuplex>> {
+    const duplex = this.#ready.shift()
+    if (duplex !== undefined) return Promise.resolve({ value: duplex, done: false })
+    if (this.#ended) return Promise.resolve({ value: undefined, done: true })
+    return new Promise((resolve) => this.#waiting.push(resolve))
+  }
+
+  return(): Promise<IteratorResult<WsDuplex>> {
+    this.end()
+    return Promise.resolve({ value: undefined, done: true })
+  }
+}
