@@ -426,7 +426,7 @@ export class WsDuplex
     // Release the socket now: a best-effort close frame, so the peer learns a real code rather
     // than 1006, then terminate without waiting for an answer.
     if (this.#seam.state === 'open' && this.#sentCloseCode === undefined) {
-      const code = error ? CloseCode.InternalError : CloseCode.Normal
+      const code = isFailure(error) ? CloseCode.InternalError : CloseCode.Normal
       this.#sentCloseCode = code
       this.#seam.close(code, '')
       this.#emitClosing(code, '', 'local')
@@ -621,6 +621,14 @@ function destroyAfterEnd(this: WsDuplex): void {
 }
 
 function ignoreSendResult(): void {}
+
+/**
+ * Whether a destroy() reason is a real failure (the peer gets 1011) or the consumer just
+ * stopping: Node's async iterator destroys with an AbortError on `break`, which deserves 1000.
+ */
+function isFailure(error: Error | null): boolean {
+  return error !== null && error.name !== 'AbortError'
+}
 
 /** An 8-byte ping payload unique to this stream, so pongs match pings. */
 function pingPayload(sequence: number): Buffer {

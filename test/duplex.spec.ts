@@ -1,0 +1,643 @@
+import { createHash } from 'node:crypto'
+import { pipeline } from 'node:stream/promises'
+import { Readable, Writable } from 'node:stream'
+import { expect } from 'chai'
+import { WebSocket } from 'ws'
+import { WsDuplex, WsDuplexError, type CloseInfo } from '../lib/index.js'
+import { Opcode, startRawServer, type RawPeer, type RawServer } from './helpers/raw-peer.js'
+import { Cleanup, openDuplex, patternBytes, startWsServer, streamError } from './helpers/servers.js'
+import { collect, onceWithin, withTimeout } from './helpers/wait.js'
+
+const cleanup = new Cleanup()
+afterEach(() => cleanup.run())
+
+/** A WsDuplex client connected to a raw peer that plays the server byte by byte. */
+async function rawPair(
+  options?: ConstructorParameters<typeof WsDuplex>[1]
+): Promise<{ duplex: WsDuplex; peer: RawPeer; raw: RawServer }> {
+  const raw = await startRawServer()
+  cleanup.add(() => raw.close())
+  const duplex = await openDuplex(cleanup, raw.url, options)
+  const peer = await raw.nextPeer()
+  return { duplex, peer, raw }
+}
+
+function closeEvent(duplex: WsDuplex, ms = 3000): Promise<[CloseInfo]> {
+  return onceWithin<[CloseInfo]>(duplex.events, 'close', ms)
+}
+
+describe('WsDuplex', () => {
+  describe('constructor', () => {
+    it('throws a TypeError for something that is not a ws WebSocket', () => {
+      expect(() => new WsDuplex({} as WebSocket)).to.throw(TypeError, /socket/)
+    })
+
+    it('throws ERR_STREAM_CLOSED for a socket that is already closed', async () => {
+      const { url } = await startWsServer(cleanup)
+      const ws = new WebSocket(url)
+      await onceWithin(ws, 'open')
+      ws.terminate()
+      await onceWithin(ws, 'close')
+      expect(() => new WsDuplex(ws))
+        .to.throw(WsDuplexError)
+        .with.property('code', 'ERR_STREAM_CLOSED')
+    })
+
+    it('rejects a bad option with an error naming it, before touching the socket', async () => {
+      const { url } = await startWsServer(cleanup)
+      const ws = new WebSocket(url)
+      cleanup.add(() => ws.terminate())
+      expect(() => new WsDuplex(ws, { maxFrameSize: 0 })).to.throw(RangeError, /maxFrameSize/)
+      expect(() => new WsDuplex(ws, { text: 'nope' as 'error' })).to.throw(TypeError, /text/)
+      expect(ws.listenerCount('message')).to.equal(0)
+    })
+  })
+
+  describe('bytes', () => {
+    it('carries bytes both ways between a client and a server', async () => {
+      const { url, nextSocket } = await startWsServer(cleanup)
+      const client = await openDuplex(cleanup, url)
+      const server = new WsDuplex(await nextSocket())
+      const toServer = patternBytes(300_000, 1)
+      const toClient = patternBytes(200_000, 2)
+      const serverGot = collectUntil(server, toServer.length)
+      const clientGot = collectUntil(client, toClient.length)
+      client.write(toServer)
+      server.write(toClient)
+      expect((await serverGot).equals(toServer)).to.equal(true)
+      expect((await clientGot).equals(toClient)).to.equal(true)
+      server.destroy()
+    })
+
+    it('yields Uint8Array chunks', async () => {
+      const { duplex, peer } = await rawPair()
+      peer.sendBinary(Buffer.from('abc'))
+      const [chunk] = await onceWithin<[unknown]>(duplex, 'data')
+      expect(chunk).to.be.instanceOf(Uint8Array)
+    })
+  })
+
+  describe('text frames', () => {
+    it("'error' (default): warns, closes with 1003, delivers earlier bytes, then errors", async () => {
+      const { duplex, peer } = await rawPair()
+      const warnings: WsDuplexError[] = []
+      duplex.events.on('warning', (error) => warnings.push(error))
+      peer.sendBinary(Buffer.from('before'))
+      peer.sendText('not bytes')
+      peer.sendBinary(Buffer.from('after'))
+      const close = await peer.readUntilClose()
+      expect(close.close?.code).to.equal(1003)
+      peer.sendClose(1003)
+      const chunks: Buffer[] = []
+      duplex.on('data', (chunk: Buffer) => chunks.push(chunk))
+      const error = await streamError(duplex)
+      expect(Buffer.concat(chunks).toString()).to.equal('before')
+      expect(error).to.include({ code: 'ERR_TEXT_FRAME', closeCode: 1003 })
+      expect(warnings.map((w) => w.code)).to.deep.equal(['ERR_TEXT_FRAME'])
+    })
+
+    it("'ignore': warns, drops the frame and goes on", async () => {
+      const { duplex, peer } = await rawPair({ text: 'ignore' })
+      const warning = onceWithin<[WsDuplexError]>(duplex.events, 'warning')
+      peer.sendBinary(Buffer.from('a'))
+      peer.sendText('dropped')
+      peer.sendBinary(Buffer.from('b'))
+      peer.sendClose(1000)
+      expect((await collect(duplex)).toString()).to.equal('ab')
+      expect((await warning)[0].code).to.equal('ERR_TEXT_FRAME')
+    })
+
+    it("'bytes': delivers the text payload as bytes", async () => {
+      const { duplex, peer } = await rawPair({ text: 'bytes' })
+      peer.sendBinary(Buffer.from('a'))
+      peer.sendText('é')
+      peer.sendClose(1000)
+      expect((await collect(duplex)).toString()).to.equal('aé')
+    })
+  })
+
+  describe('ending', () => {
+    it('ends cleanly only after a close frame with 1000, 1001 or 1005', async () => {
+      for (const code of [1000, 1001, undefined]) {
+        const { duplex, peer } = await rawPair()
+        peer.sendBinary(Buffer.from('data'))
+        peer.sendClose(code)
+        const [info] = await Promise.all([closeEvent(duplex), collect(duplex)]).then(([c]) => c)
+        expect(info.wasClean, `code ${code}`).to.equal(true)
+        expect(info.code).to.equal(code ?? 1005)
+      }
+    })
+
+    it('errors with ERR_ABNORMAL_CLOSURE and closeCode 1006 when the peer resets', async () => {
+      const { duplex, peer } = await rawPair()
+      peer.sendBinary(Buffer.from('partial'))
+      await onceWithin(duplex, 'readable')
+      peer.reset()
+      const chunks: Buffer[] = []
+      duplex.on('data', (chunk: Buffer) => chunks.push(chunk))
+      const error = await streamError(duplex)
+      expect(error).to.include({ code: 'ERR_ABNORMAL_CLOSURE', closeCode: 1006 })
+      expect(Buffer.concat(chunks).toString()).to.equal('partial')
+      expect(duplex.closeInfo).to.include({ code: 1006, wasClean: false })
+    })
+
+    it('errors with ERR_ABNORMAL_CLOSURE when the peer sends FIN without a close frame', async () => {
+      const { duplex, peer } = await rawPair()
+      peer.end()
+      duplex.resume()
+      expect(await streamError(duplex)).to.include({
+        code: 'ERR_ABNORMAL_CLOSURE',
+        closeCode: 1006
+      })
+    })
+
+    it('errors with ERR_PEER_CLOSED_WITH_ERROR when the peer closes with 1011', async () => {
+      const { duplex, peer } = await rawPair()
+      peer.sendClose(1011, 'boom')
+      duplex.resume()
+      const error = await streamError(duplex)
+      expect(error).to.include({ code: 'ERR_PEER_CLOSED_WITH_ERROR', closeCode: 1011 })
+    })
+  })
+
+  describe('#end', () => {
+    it('flushes every byte, then sends a close frame with 1000 and reads until the answer', async () => {
+      const { duplex, peer } = await rawPair()
+      const payload = patternBytes(150_000)
+      duplex.write(payload.subarray(0, 1000))
+      duplex.end(payload.subarray(1000))
+      const got = await peer.readUntilClose()
+      expect(got.data.equals(payload)).to.equal(true)
+      expect(got.close).to.deep.equal({ code: 1000, reason: '' })
+      const closeFrame = got.frames.at(-1)
+      expect(closeFrame?.payload.length, 'never an empty close frame').to.equal(2)
+      // The peer may still send data before answering (RFC 6455 §5.5.1).
+      peer.sendBinary(Buffer.from('late'))
+      peer.sendClose(1000)
+      expect((await collect(duplex)).toString()).to.equal('late')
+      expect(duplex.closeInfo).to.deep.equal({ code: 1000, reason: '', wasClean: true })
+    })
+
+    it('resumes a paused socket so the answering close frame can be read', async () => {
+      const { duplex, peer } = await rawPair({ readableHighWaterMark: 1024 })
+      peer.sendBinary(patternBytes(256 * 1024))
+      await onceWithin(duplex, 'readable')
+      expect(duplex.socket.isPaused).to.equal(true)
+      duplex.end()
+      const got = await peer.readUntilClose()
+      expect(got.close?.code).to.equal(1000)
+      peer.sendClose(1000)
+      const [info] = await closeEvent(duplex)
+      expect(info.wasClean).to.equal(true)
+    })
+  })
+
+  describe('#close', () => {
+    for (const code of [999, 1004, 1005, 1006, 1015, 2999, 5000, 1000.5]) {
+      it(`refuses code ${code} with a RangeError and leaves the stream usable`, async () => {
+        const { duplex, peer } = await rawPair()
+        expect(() => duplex.close(code)).to.throw(RangeError, /code/)
+        duplex.end(Buffer.from('still works'))
+        const got = await peer.readUntilClose()
+        expect(got.data.toString()).to.equal('still works')
+        expect(got.close?.code).to.equal(1000)
+      })
+    }
+
+    it('refuses a non-number code with a TypeError and a reason over 123 bytes with a RangeError', async () => {
+      const { duplex } = await rawPair()
+      expect(() => duplex.close('1000' as unknown as number)).to.throw(TypeError, /code/)
+      expect(() => duplex.close(1000, 'é'.repeat(62))).to.throw(RangeError, /reason/)
+      expect(() => duplex.close(1000, 'x'.repeat(123))).not.to.throw()
+    })
+
+    it('sends the code and reason given, and resolves once the peer answers', async () => {
+      const { duplex, peer } = await rawPair()
+      const result = duplex.close(4000, 'bye')
+      const got = await peer.readUntilClose()
+      expect(got.close).to.deep.equal({ code: 4000, reason: 'bye' })
+      peer.sendClose(4000, 'bye')
+      expect(await withTimeout(result, 2000, 'close()')).to.deep.equal({
+        code: 4000,
+        reason: 'bye',
+        wasClean: true
+      })
+      expect(await duplex.close(), 'at once when already closed').to.deep.equal(duplex.closeInfo)
+    })
+
+    it('emits closing (local) then exactly one close', async () => {
+      const { duplex, peer } = await rawPair()
+      const seen: string[] = []
+      duplex.events.on('closing', (info) => seen.push(`closing:${info.initiator}:${info.code}`))
+      duplex.events.on('close', (info) => seen.push(`close:${info.code}:${info.wasClean}`))
+      duplex.resume()
+      const streamClosed = onceWithin(duplex, 'close')
+      const closed = duplex.close()
+      await peer.readUntilClose()
+      peer.sendClose(1000)
+      await closed
+      await streamClosed
+      expect(seen).to.deep.equal(['closing:local:1000', 'close:1000:true'])
+    })
+
+    it('emits closing (remote) when the peer starts the close', async () => {
+      const { duplex, peer } = await rawPair()
+      const closing = onceWithin<[{ initiator: string; code: number }]>(duplex.events, 'closing')
+      peer.sendClose(1001, 'going')
+      duplex.resume()
+      expect((await closing)[0]).to.deep.include({ initiator: 'remote', code: 1001 })
+      const answer = await peer.readUntilClose()
+      expect(answer.close?.code).to.equal(1001)
+    })
+  })
+
+  describe('close timeout', () => {
+    it('terminates and errors with ERR_CLOSE_TIMEOUT when the peer never answers', async () => {
+      const { duplex, peer } = await rawPair({ closeTimeout: 200 })
+      duplex.resume()
+      const failed = streamError(duplex)
+      duplex.end()
+      expect((await peer.readUntilClose()).close?.code).to.equal(1000)
+      expect(await failed).to.include({ code: 'ERR_CLOSE_TIMEOUT', closeCode: 1006 })
+      await peer.tcpClosed()
+    })
+
+    it('counts from when the close frame is flushed, not from end()', async () => {
+      const { duplex, peer } = await rawPair({ closeTimeout: 300 })
+      duplex.resume()
+      peer.pause()
+      // Far more than the kernel buffers hold: end() must wait for the peer to read it all.
+      const payload = patternBytes(32 * 1024 * 1024)
+      let flushedAt = 0
+      duplex.end(payload, () => {
+        flushedAt = Date.now()
+      })
+      // The passing time is what is under test: two close timeouts go by with the writer
+      // stuck, and no timeout may fire because our close frame has not been flushed yet.
+      await new Promise((resolve) => setTimeout(resolve, 600))
+      expect(flushedAt, 'end() completes only once every byte is flushed').to.equal(0)
+      peer.resume()
+      const got = await peer.readUntilClose(10_000)
+      expect(createHash('sha1').update(got.data).digest('hex')).to.equal(
+        createHash('sha1').update(payload).digest('hex')
+      )
+      peer.sendClose(1000)
+      const [info] = await closeEvent(duplex)
+      expect(info.wasClean).to.equal(true)
+    })
+  })
+
+  describe('#destroy', () => {
+    it('sends 1000 and terminates without waiting when destroyed without an error', async () => {
+      const { duplex, peer } = await rawPair()
+      const closed = onceWithin(duplex, 'close')
+      duplex.destroy()
+      await closed
+      const got = await peer.readUntilClose()
+      expect(got.close?.code).to.equal(1000)
+      await peer.tcpClosed()
+    })
+
+    it("sends 1011, emits the caller's error and fails pending writes", async () => {
+      const { duplex, peer } = await rawPair()
+      peer.pause()
+      const writeErrors: (Error | null | undefined)[] = []
+      const big = patternBytes(4 * 1024 * 1024)
+      for (let i = 0; i < 8; i++) duplex.write(big, (error) => writeErrors.push(error))
+      const mine = new Error('mine')
+      const emitted = streamError(duplex)
+      const closed = new Promise((resolve) => duplex.once('close', resolve))
+      duplex.destroy(mine)
+      expect(await emitted).to.equal(mine)
+      await withTimeout(closed, 2000, "'close'")
+      expect(writeErrors.filter((error) => error instanceof Error).length).to.be.greaterThan(0)
+      peer.resume()
+      const frames = await peer.readUntilClose().catch(() => undefined)
+      if (frames?.close) expect(frames.close.code).to.equal(1011)
+    })
+
+    it('emits nothing after close', async () => {
+      const { duplex, peer } = await rawPair()
+      const after: string[] = []
+      duplex.on('close', () => {
+        for (const name of ['data', 'error', 'end', 'finish'])
+          duplex.on(name, () => after.push(name))
+        duplex.events.on('close', () => after.push('events.close'))
+      })
+      const closed = onceWithin(duplex, 'close')
+      duplex.destroy()
+      await closed
+      peer.sendBinary(Buffer.from('ignored'))
+      await peer.tcpClosed()
+      expect(after).to.deep.equal([])
+    })
+
+    it('breaking out of for await gives the peer 1000', async () => {
+      const { duplex, peer } = await rawPair()
+      peer.sendBinary(Buffer.from('one'))
+      for await (const chunk of duplex) {
+        expect(Buffer.from(chunk as Uint8Array).toString()).to.equal('one')
+        break
+      }
+      expect((await peer.readUntilClose()).close?.code).to.equal(1000)
+    })
+
+    it('a failing pipeline gives the peer 1011', async () => {
+      const { duplex, peer } = await rawPair()
+      const failing = new Readable({
+        read() {
+          this.destroy(new Error('source failed'))
+        }
+      })
+      await pipeline(failing, duplex).catch(() => undefined)
+      expect((await peer.readUntilClose()).close?.code).to.equal(1011)
+    })
+  })
+
+  describe('backpressure', () => {
+    it('pauses the socket when the reader falls behind, with bounded buffering', async () => {
+      const { url, nextSocket } = await startWsServer(cleanup)
+      const client = await openDuplex(cleanup, url, { readableHighWaterMark: 64 * 1024 })
+      const sender = new WsDuplex(await nextSocket())
+      const payload = patternBytes(16 * 1024 * 1024)
+      sender.end(payload)
+      await onceWithin(client, 'readable')
+      // Wait until the socket has paused (bounded), then check what was buffered for us.
+      await withTimeout(
+        new Promise<void>((resolve) => {
+          const check = (): void => (client.socket.isPaused ? resolve() : void setTimeout(check, 5))
+          check()
+        }),
+        2000,
+        'the socket to pause'
+      )
+      expect(client.readableLength).to.be.at.most(64 * 1024 + 256 * 1024)
+      const got = await collect(client, 10_000)
+      expect(got.equals(payload)).to.equal(true)
+    })
+
+    it('returns false past the high water mark and bounds what it accepts from the writer', async () => {
+      const { duplex, peer } = await rawPair({ writableHighWaterMark: 64 * 1024 })
+      peer.pause()
+      const chunk = patternBytes(64 * 1024)
+      let accepted = 0
+      let offered = 0
+      // Offer 256 MiB; a stalled peer must stop us long before that.
+      const writer = new Writable({
+        highWaterMark: 64 * 1024,
+        write(data: Buffer, _encoding, callback) {
+          duplex.write(data, (error) => {
+            if (!error) accepted += data.length
+          })
+          if (duplex.writableNeedDrain) duplex.once('drain', () => callback())
+          else callback()
+        }
+      })
+      cleanup.add(() => {
+        writer.destroy()
+      })
+      await withTimeout(
+        new Promise<void>((resolve) => {
+          const pump = (): void => {
+            while (offered < 256 * 1024 * 1024) {
+              offered += chunk.length
+              if (!writer.write(chunk)) {
+                writer.once('drain', pump)
+                return
+              }
+            }
+            resolve()
+          }
+          pump()
+          duplex.socket.once('close', () => resolve())
+          // Done when the writer has been stuck behind backpressure for a while.
+          let last = -1
+          const watch = setInterval(() => {
+            if (offered === last) {
+              clearInterval(watch)
+              resolve()
+            }
+            last = offered
+          }, 300)
+          cleanup.add(() => clearInterval(watch))
+        }),
+        8000,
+        'the writer to stall'
+      )
+      expect(offered).to.be.below(256 * 1024 * 1024)
+      expect(accepted, 'accepted bytes stay bounded').to.be.below(48 * 1024 * 1024)
+      expect(duplex.writableLength).to.be.at.most(64 * 1024 + chunk.length)
+    })
+  })
+
+  describe('framing', () => {
+    it('coalesces small writes queued in one tick into one frame', async () => {
+      const { duplex, peer } = await rawPair()
+      for (let i = 0; i < 1000; i++) duplex.write(Buffer.from('0123456789'))
+      duplex.end()
+      const got = await peer.readUntilClose()
+      const binary = got.frames.filter((frame) => frame.opcode === Opcode.Binary)
+      expect(got.data.length).to.equal(10_000)
+      expect(binary.length).to.be.at.most(2)
+    })
+
+    it('splits a write larger than maxFrameSize', async () => {
+      const { duplex, peer } = await rawPair({ maxFrameSize: 64 * 1024 })
+      const payload = patternBytes(3 * 64 * 1024 + 8192)
+      duplex.end(payload)
+      const got = await peer.readUntilClose()
+      const sizes = got.frames
+        .filter((f) => f.opcode === Opcode.Binary)
+        .map((f) => f.payload.length)
+      expect(sizes).to.deep.equal([65536, 65536, 65536, 8192])
+      expect(got.data.equals(payload)).to.equal(true)
+    })
+
+    it('sends nothing for an empty write', async () => {
+      const { duplex, peer } = await rawPair()
+      duplex.write(Buffer.alloc(0))
+      duplex.end()
+      const got = await peer.readUntilClose()
+      expect(got.frames.map((f) => f.opcode)).to.deep.equal([Opcode.Close])
+    })
+  })
+
+  describe('before open', () => {
+    it('queues writes made while connecting and sends them on open', async () => {
+      const raw = await startRawServer()
+      cleanup.add(() => raw.close())
+      const duplex = new WsDuplex(new WebSocket(raw.url))
+      cleanup.add(() => {
+        duplex.destroy()
+      })
+      duplex.write(Buffer.from('early '))
+      duplex.end(Buffer.from('bird'))
+      const peer = await raw.nextPeer()
+      const got = await peer.readUntilClose()
+      expect(got.data.toString()).to.equal('early bird')
+    })
+
+    it('fails queued writes with the handshake error when the upgrade is refused', async () => {
+      const raw = await startRawServer({
+        respond: () => 'HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'
+      })
+      cleanup.add(() => raw.close())
+      const duplex = new WsDuplex(new WebSocket(raw.url))
+      const writeError = new Promise<Error | null | undefined>((resolve) =>
+        duplex.write(Buffer.from('never sent'), resolve)
+      )
+      const error = await streamError(duplex)
+      expect(error).to.include({ code: 'ERR_HANDSHAKE_REJECTED', status: 403 })
+      expect(await withTimeout(writeError, 2000, 'the write callback')).to.include({
+        code: 'ERR_HANDSHAKE_REJECTED'
+      })
+    })
+  })
+
+  describe('writes after the peer closed', () => {
+    it('fails the write with ERR_STREAM_CLOSED once the stream has ended', async () => {
+      const { duplex, peer } = await rawPair()
+      const closed = onceWithin(duplex, 'close')
+      peer.sendClose(1000)
+      await collect(duplex)
+      await closed
+      const error = await new Promise<Error | null | undefined>((resolve) =>
+        duplex.write(Buffer.from('late'), resolve)
+      )
+      expect(error).to.be.instanceOf(Error)
+      expect((error as { code?: string }).code).to.match(/ERR_STREAM_(CLOSED|DESTROYED)/)
+    })
+  })
+
+  describe('limits', () => {
+    it('closes with 1009 and ERR_PAYLOAD_TOO_LARGE past maxPayload', async () => {
+      const raw = await startRawServer()
+      cleanup.add(() => raw.close())
+      const duplex = await openDuplex(cleanup, raw.url, {}, { maxPayload: 1024 })
+      const peer = await raw.nextPeer()
+      peer.sendBinary(Buffer.from('fine'))
+      peer.sendBinary(patternBytes(2048))
+      const got = await peer.readUntilClose()
+      expect(got.close?.code).to.equal(1009)
+      const chunks: Buffer[] = []
+      duplex.on('data', (chunk: Buffer) => chunks.push(chunk))
+      const error = await streamError(duplex)
+      expect(error).to.include({ code: 'ERR_PAYLOAD_TOO_LARGE', closeCode: 1009 })
+      expect(Buffer.concat(chunks).toString()).to.equal('fine')
+    })
+
+    it('answers a protocol violation with 1002 and ERR_PROTOCOL', async () => {
+      const { duplex, peer } = await rawPair()
+      peer.sendFrame({ opcode: 3, payload: Buffer.from('reserved opcode') })
+      duplex.resume()
+      const error = await streamError(duplex)
+      expect(error).to.include({ code: 'ERR_PROTOCOL', closeCode: 1002 })
+      const got = await peer.readUntilClose()
+      expect(got.close?.code).to.equal(1002)
+    })
+  })
+
+  describe('keepalive', () => {
+    it('pings when idle and terminates with ERR_KEEPALIVE_TIMEOUT when nothing answers', async () => {
+      const { duplex, peer } = await rawPair({ keepAlive: { interval: 100, timeout: 150 } })
+      duplex.resume()
+      const failed = streamError(duplex)
+      const ping = await peer.nextFrame(2000)
+      expect(ping.opcode).to.equal(Opcode.Ping)
+      expect(await failed).to.include({ code: 'ERR_KEEPALIVE_TIMEOUT' })
+      await peer.tcpClosed()
+    })
+
+    it('counts any incoming frame as life', async () => {
+      const { duplex, peer } = await rawPair({ keepAlive: { interval: 100, timeout: 150 } })
+      duplex.resume()
+      let failed = false
+      duplex.on('error', () => {
+        failed = true
+      })
+      // Answer each of our pings with data instead of a pong, for well past the timeout.
+      for (let i = 0; i < 4; i++) {
+        const frame = await peer.nextFrame(2000)
+        expect(frame.opcode).to.equal(Opcode.Ping)
+        peer.sendBinary(Buffer.from('alive'))
+      }
+      expect(failed).to.equal(false)
+    })
+  })
+
+  describe('#ping', () => {
+    it('resolves with the round-trip time', async () => {
+      const { url } = await startWsServer(cleanup)
+      const duplex = await openDuplex(cleanup, url)
+      const rtt = await withTimeout(duplex.ping(), 2000, 'a pong')
+      expect(rtt).to.be.a('number').and.at.least(0)
+      const pong = onceWithin<[Uint8Array]>(duplex.events, 'pong')
+      await duplex.ping(Buffer.from('hi'))
+      expect(Buffer.from((await pong)[0]).toString()).to.equal('hi')
+    })
+
+    it('rejects with ERR_STREAM_CLOSED when the connection closes first', async () => {
+      const { duplex, peer } = await rawPair()
+      const pending = duplex.ping()
+      await peer.nextFrame()
+      peer.reset()
+      duplex.on('error', () => {})
+      duplex.resume()
+      const error = await pending.then(
+        () => undefined,
+        (e: unknown) => e
+      )
+      expect(error).to.include({ code: 'ERR_STREAM_CLOSED' })
+    })
+  })
+
+  describe('resources', () => {
+    it('removes every listener it added to the socket and leaves no timer', async () => {
+      // After one tick, so mocha's own timeout timer for this test is in the baseline.
+      await Promise.resolve()
+      const timersBefore = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length
+      const { duplex, peer } = await rawPair({ keepAlive: { interval: 1000, timeout: 1000 } })
+      const ws = duplex.socket
+      duplex.end(Buffer.from('x'))
+      await peer.readUntilClose()
+      peer.sendClose(1000)
+      await onceWithin(duplex.events, 'close')
+      for (const name of [
+        'open',
+        'message',
+        'ping',
+        'pong',
+        'error',
+        'close',
+        'unexpected-response'
+      ]) {
+        expect(ws.listenerCount(name), name).to.equal(0)
+      }
+      const timersAfter = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length
+      expect(timersAfter).to.be.at.most(timersBefore)
+    })
+  })
+})
+
+/** Reads exactly `length` bytes from a stream (bounded). */
+function collectUntil(stream: NodeJS.ReadableStream, length: number, ms = 5000): Promise<Buffer> {
+  return withTimeout(
+    new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = []
+      let got = 0
+      const onData = (chunk: Buffer): void => {
+        chunks.push(chunk)
+        got += chunk.length
+        if (got >= length) {
+          stream.off('data', onData)
+          stream.off('error', reject)
+          resolve(Buffer.concat(chunks))
+        }
+      }
+      stream.on('data', onData)
+      stream.on('error', reject)
+    }),
+    ms,
+    `${length} bytes`
+  )
+}
