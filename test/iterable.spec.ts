@@ -1,0 +1,332 @@
+import type { AddressInfo } from 'node:net'
+import { expect } from 'chai'
+import fc from 'fast-check'
+import { pipe } from 'it-pipe'
+import * as lp from 'it-length-prefixed'
+import { Uint8ArrayList } from 'uint8arraylist'
+import { connect, createServer, WsDuplexError, type WsDuplex } from '../lib/index.js'
+import { Opcode, startRawServer } from './helpers/raw-peer.js'
+import { Cleanup, openDuplex, patternBytes } from './helpers/servers.js'
+import { collect, onceWithin, withTimeout } from './helpers/wait.js'
+
+const cleanup = new Cleanup()
+afterEach(() => cleanup.run())
+
+/** A ws-duplex server that collects each connection's bytes until a clean end. */
+async function collectingServer(): Promise<{ url: string; received: () => Promise<Buffer> }> {
+  const results: Promise<Buffer>[] = []
+  const waiters: ((result: Promise<Buffer>) => void)[] = []
+  const server = await createServer({ port: 0, host: '127.0.0.1' }, (duplex) => {
+    const result = collect(duplex, 10_000)
+    result.catch(() => {})
+    const waiter = waiters.shift()
+    if (waiter) waiter(result)
+    else results.push(result)
+  })
+  cleanup.add(() => server.close())
+  const { port } = server.address() as AddressInfo
+  return {
+    url: `ws://127.0.0.1:${port}`,
+    received: () => {
+      const ready = results.shift()
+      if (ready) return ready
+      return withTimeout(
+        new Promise<Promise<Buffer>>((resolve) => waiters.push(resolve)),
+        5000,
+        'a connection'
+      ).then((result) => result)
+    }
+  }
+}
+
+describe('WsDuplex source / sink', () => {
+  describe('#sink', () => {
+    it('sends every chunk, then closes with 1000, and works detached', async () => {
+      const raw = await startRawServer()
+      cleanup.add(() => raw.close())
+      const duplex = await openDuplex(cleanup, raw.url)
+      const peer = await raw.nextPeer()
+      const { sink } = duplex
+      await withTimeout(
+        sink([Buffer.from('one '), new Uint8Array([116, 119, 111])]),
+        2000,
+        'the sink'
+      )
+      const got = await peer.readUntilClose()
+      expect(got.data.toString()).to.equal('one two')
+      expect(got.close?.code).to.equal(1000)
+    })
+
+    it('accepts Uint8ArrayList chunks and async sources', async () => {
+      const { url, received } = await collectingServer()
+      const duplex = await connect(url)
+      async function* source(): AsyncGenerator<Uint8Array | Uint8ArrayList> {
+        yield new Uint8ArrayList(Buffer.from('ab'), Buffer.from('cd'))
+        yield Buffer.from('ef')
+      }
+      await duplex.sink(source())
+      expect((await received()).toString()).to.equal('abcdef')
+    })
+
+    it('awaits backpressure: a stalled peer stops the source being read', async () => {
+      const raw = await startRawServer()
+      cleanup.add(() => raw.close())
+      const duplex = await openDuplex(cleanup, raw.url, { writableHighWaterMark: 16 * 1024 })
+      const peer = await raw.nextPeer()
+      peer.pause()
+      let pulled = 0
+      const stalled = new Promise<void>((resolve) => {
+        let last = -1
+        const watch = setInterval(() => {
+          if (pulled === last) {
+            clearInterval(watch)
+            resolve()
+          }
+          last = pulled
+        }, 200)
+        cleanup.add(() => clearInterval(watch))
+      })
+      const chunk = patternBytes(64 * 1024)
+      function* source(): Generator<Uint8Array> {
+        for (let i = 0; i < 4096; i++) {
+          pulled += chunk.length
+          yield chunk
+        }
+      }
+      const sinking = duplex.sink(source())
+      sinking.catch(() => {})
+      await withTimeout(stalled, 8000, 'the sink to stall')
+      expect(pulled, 'far less than the 256 MiB offered').to.be.below(64 * 1024 * 1024)
+      peer.resume()
+      const got = await peer.readUntilClose(20_000)
+      expect(got.data.length).to.equal(4096 * chunk.length)
+      await sinking
+    })
+
+    it('destroys the stream with 1011 and rejects when the source throws', async () => {
+      const raw = await startRawServer()
+      cleanup.add(() => raw.close())
+      const duplex = await openDuplex(cleanup, raw.url)
+      duplex.on('error', () => {})
+      const peer = await raw.nextPeer()
+      const failure = new Error('source broke')
+      async function* source(): AsyncGenerator<Uint8Array> {
+        yield Buffer.from('x')
+        throw failure
+      }
+      const error = await duplex.sink(source()).then(
+        () => undefined,
+        (e: unknown) => e
+      )
+      expect(error).to.equal(failure)
+      expect((await peer.readUntilClose()).close?.code).to.equal(1011)
+    })
+  })
+
+  describe('#source', () => {
+    it('yields the bytes received and ends after a clean close', async () => {
+      const raw = await startRawServer()
+      cleanup.add(() => raw.close())
+      const duplex = await openDuplex(cleanup, raw.url)
+      const peer = await raw.nextPeer()
+      peer.sendBinary(Buffer.from('hello '))
+      peer.sendBinary(Buffer.from('world'))
+      peer.sendClose(1000)
+      expect((await collect(duplex.source)).toString()).to.equal('hello world')
+    })
+
+    it('throws the coded error after an abnormal close', async () => {
+      const raw = await startRawServer()
+      cleanup.add(() => raw.close())
+      const duplex = await openDuplex(cleanup, raw.url)
+      const peer = await raw.nextPeer()
+      peer.sendBinary(Buffer.from('cut'))
+      peer.sendClose(1011)
+      const error = await collect(duplex.source).then(
+        () => undefined,
+        (e: unknown) => e
+      )
+      expect(error).to.include({ code: 'ERR_PEER_CLOSED_WITH_ERROR', closeCode: 1011 })
+    })
+
+    it('breaking out gives the peer 1000', async () => {
+      const raw = await startRawServer()
+      cleanup.add(() => raw.close())
+      const duplex = await openDuplex(cleanup, raw.url)
+      const peer = await raw.nextPeer()
+      peer.sendBinary(Buffer.from('first'))
+      for await (const chunk of duplex.source) {
+        expect(Buffer.from(chunk).toString()).to.equal('first')
+        break
+      }
+      expect((await peer.readUntilClose()).close?.code).to.equal(1000)
+    })
+  })
+
+  describe('faces', () => {
+    it('refuses write() while sink() is in use, and a second sink()', async () => {
+      const raw = await startRawServer()
+      cleanup.add(() => raw.close())
+      const duplex = await openDuplex(cleanup, raw.url)
+      let release: () => void = () => {}
+      const gate = new Promise<void>((resolve) => (release = resolve))
+      async function* source(): AsyncGenerator<Uint8Array> {
+        yield Buffer.from('a')
+        await gate
+      }
+      const sinking = duplex.sink(source())
+      expect(() => duplex.write(Buffer.from('b')))
+        .to.throw(WsDuplexError)
+        .with.property('code', 'ERR_FACE_CONFLICT')
+      const second = await duplex.sink([]).then(
+        () => undefined,
+        (e: unknown) => e
+      )
+      expect(second).to.include({ code: 'ERR_FACE_CONFLICT' })
+      release()
+      await sinking
+    })
+
+    it('refuses sink() after write() and source after pipe()', async () => {
+      const raw = await startRawServer()
+      cleanup.add(() => raw.close())
+      const duplex = await openDuplex(cleanup, raw.url)
+      duplex.write(Buffer.from('x'))
+      const error = await duplex.sink([]).then(
+        () => undefined,
+        (e: unknown) => e
+      )
+      expect(error).to.include({ code: 'ERR_FACE_CONFLICT' })
+      const other = await openDuplex(cleanup, raw.url)
+      other.resume()
+      expect(() => other.source)
+        .to.throw(WsDuplexError)
+        .with.property('code', 'ERR_FACE_CONFLICT')
+    })
+  })
+
+  describe('with it-pipe and it-length-prefixed', () => {
+    it('carries length-prefixed messages, one frame per message batch', async () => {
+      const count = 2000
+      const messages = Array.from({ length: count }, (_, i) => patternBytes(100, i))
+      let done: () => void = () => {}
+      const allEchoed = new Promise<void>((resolve) => (done = resolve))
+      // The server decodes each message and answers with its length-prefixed echo.
+      const server = await createServer({ port: 0, host: '127.0.0.1' }, (duplex: WsDuplex) => {
+        void pipe(duplex, (source) => lp.decode(source), lp.encode, duplex).catch(() => {})
+      })
+      cleanup.add(() => server.close())
+      const { port } = server.address() as AddressInfo
+      const client = await connect(`ws://127.0.0.1:${port}`)
+      // WebSocket has no half-close: the client ends only once every echo is back.
+      async function* outgoing(): AsyncGenerator<Uint8Array> {
+        yield* messages
+        await allEchoed
+      }
+      const echoed: Uint8Array[] = []
+      await withTimeout(
+        pipe(
+          outgoing(),
+          lp.encode,
+          client,
+          (source) => lp.decode(source),
+          async (source) => {
+            for await (const message of source) {
+              echoed.push(message.subarray())
+              if (echoed.length === count) done()
+            }
+          }
+        ),
+        10_000,
+        'the echoes'
+      )
+      expect(echoed.length).to.equal(count)
+      for (let i = 0; i < count; i++) {
+        expect(
+          Buffer.from(echoed[i] as Uint8Array).equals(messages[i] as Buffer),
+          `message ${i}`
+        ).to.equal(true)
+      }
+    })
+  })
+
+  describe('any chunking (property)', () => {
+    const chunkings = fc.array(fc.uint8Array({ minLength: 0, maxLength: 3000 }), {
+      minLength: 0,
+      maxLength: 40
+    })
+
+    it('arrives identical through the Duplex face', async () => {
+      const { url, received } = await collectingServer()
+      await fc.assert(
+        fc.asyncProperty(
+          chunkings,
+          fc.integer({ min: 1, max: 5000 }),
+          async (chunks, maxFrameSize) => {
+            const duplex = await connect(url, { maxFrameSize })
+            for (const chunk of chunks) duplex.write(chunk)
+            duplex.end()
+            const got = await received()
+            expect(got.equals(Buffer.concat(chunks))).to.equal(true)
+          }
+        ),
+        { numRuns: 40 }
+      )
+    })
+
+    it('arrives identical through the sink face, with Uint8ArrayList chunks', async () => {
+      const { url, received } = await collectingServer()
+      await fc.assert(
+        fc.asyncProperty(chunkings, fc.boolean(), async (chunks, asList) => {
+          const duplex = await connect(url)
+          const source = asList ? chunks.map((chunk) => new Uint8ArrayList(chunk, chunk)) : chunks
+          await duplex.sink(source)
+          const expected = Buffer.concat(asList ? chunks.flatMap((c) => [c, c]) : chunks)
+          expect((await received()).equals(expected)).to.equal(true)
+        }),
+        { numRuns: 40 }
+      )
+    })
+
+    it('arrives identical through the source face', async () => {
+      const server = await createServer({ port: 0, host: '127.0.0.1' })
+      cleanup.add(() => server.close())
+      const { port } = server.address() as AddressInfo
+      const connections = server[Symbol.asyncIterator]()
+      await fc.assert(
+        fc.asyncProperty(chunkings, async (chunks) => {
+          const client = await connect(`ws://127.0.0.1:${port}`)
+          const { value: serverSide } = await withTimeout(connections.next(), 2000, 'a connection')
+          const reading = collect((serverSide as WsDuplex).source)
+          await client.sink(chunks)
+          expect((await reading).equals(Buffer.concat(chunks))).to.equal(true)
+        }),
+        { numRuns: 30 }
+      )
+    })
+  })
+
+  describe('frames on the wire', () => {
+    it('sends one length-prefixed message as one frame, not prefix and payload apart', async () => {
+      const raw = await startRawServer()
+      cleanup.add(() => raw.close())
+      const duplex = await openDuplex(cleanup, raw.url)
+      const peer = await raw.nextPeer()
+      await pipe([patternBytes(100)], lp.encode, duplex)
+      const got = await peer.readUntilClose()
+      const binary = got.frames.filter((frame) => frame.opcode === Opcode.Binary)
+      expect(binary.map((frame) => frame.payload.length)).to.deep.equal([101])
+    })
+  })
+
+  it('emits warning events without listeners and without throwing', async () => {
+    const raw = await startRawServer()
+    cleanup.add(() => raw.close())
+    const duplex = await openDuplex(cleanup, raw.url, { text: 'ignore' })
+    const peer = await raw.nextPeer()
+    peer.sendText('unobserved')
+    peer.sendBinary(Buffer.from('ok'))
+    const [chunk] = await onceWithin<[Buffer]>(duplex, 'data')
+    expect(chunk.toString()).to.equal('ok')
+  })
+})
