@@ -345,8 +345,10 @@ export class WsDuplex
   }
 
   /** Every consumer (data events, pipe, async iteration) reads through here. */
-  override read(size?: number): Buffer | null {
-    const chunk = super.read(size) as Buffer | null
+  override read(size?: number): ReturnType<Duplex['read']> {
+    // The base signature, unchanged: @types/node types it loosely and NodeJS.ReadableStream
+    // (which pipe destinations expect) depends on that.
+    const chunk: Buffer | null = super.read(size)
     // A fatal error waits until the bytes that arrived before it have been read.
     if (this.#fatal !== undefined && this.#closeInfo !== undefined && this.readableLength === 0) {
       process.nextTick(() => this.#maybeSurfaceFatal())

@@ -263,18 +263,18 @@ describe('WsDuplex', () => {
     })
 
     it('counts from when the close frame is flushed, not from end()', async () => {
-      const { duplex, peer } = await rawPair({ closeTimeout: 300 })
+      const { duplex, peer } = await rawPair({ closeTimeout: 1000 })
       duplex.resume()
       peer.pause()
       // Far more than the kernel buffers hold: end() must wait for the peer to read it all.
-      const payload = patternBytes(32 * 1024 * 1024)
+      const payload = patternBytes(24 * 1024 * 1024)
       let flushedAt = 0
       duplex.end(payload, () => {
         flushedAt = Date.now()
       })
       // The passing time is what is under test: two close timeouts go by with the writer
       // stuck, and no timeout may fire because our close frame has not been flushed yet.
-      await new Promise((resolve) => setTimeout(resolve, 600))
+      await new Promise((resolve) => setTimeout(resolve, 2100))
       expect(flushedAt, 'end() completes only once every byte is flushed').to.equal(0)
       peer.resume()
       const got = await peer.readUntilClose(10_000)
