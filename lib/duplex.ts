@@ -59,6 +59,8 @@ export class WsDuplex
   #sentCloseCode: number | undefined
   #closingEmitted = false
   #closeTimer: NodeJS.Timeout | undefined
+  /** Set whenever a frame is flushed; close() treats a flush without it for a while as stalled. */
+  #flushedSinceCheck = false
   /** A fatal error waiting for the reader to take the bytes that arrived before it. */
   #fatal: WsDuplexError | undefined
   /** The first error the socket reported; `onClose` turns it into a coded error. */
@@ -267,6 +269,7 @@ export class WsDuplex
       }
       return
     }
+    this.#flushedSinceCheck = true
     this.#releaseHeldWrite()
     this.#maybeFinish()
   }
@@ -304,7 +307,18 @@ export class WsDuplex
     this.#seam.resume()
     this.#seam.close(code, reason)
     this.#emitClosing(code, reason, 'local')
+    // Restart the clock: close() may have armed it to bound the flush that just finished.
+    clearTimeout(this.#closeTimer)
     this.#closeTimer = setTimeout(this.#onCloseTimeout, this.#options.closeTimeout)
+  }
+
+  readonly #onFlushCheck = (): void => {
+    if (this.#flushedSinceCheck) {
+      this.#flushedSinceCheck = false
+      this.#closeTimer = setTimeout(this.#onFlushCheck, this.#options.closeTimeout)
+      return
+    }
+    this.#onCloseTimeout()
   }
 
   readonly #onCloseTimeout = (): void => {
@@ -382,8 +396,10 @@ export class WsDuplex
     if (this.#sentCloseCode === undefined) this.#closeRequest = { code, reason }
     if (!this.writableEnded) this.end()
     if (this.#sentCloseCode === undefined && this.#closeTimer === undefined) {
-      // Bound the flush too: a peer that stops reading must not hold close() forever.
-      this.#closeTimer = setTimeout(this.#onCloseTimeout, this.#options.closeTimeout)
+      // Bound the flush too: a peer that stops reading must not hold close() forever. A slow
+      // peer that still reads is fine: only a whole closeTimeout without progress counts.
+      this.#flushedSinceCheck = false
+      this.#closeTimer = setTimeout(this.#onFlushCheck, this.#options.closeTimeout)
     }
     return result
   }

@@ -285,6 +285,34 @@ describe('WsDuplex', () => {
       const [info] = await closeEvent(duplex)
       expect(info.wasClean).to.equal(true)
     })
+    it('close() waits for a slow flush that still progresses, then times the handshake', async () => {
+      const { duplex, peer } = await rawPair({ closeTimeout: 400 })
+      duplex.resume()
+      peer.pause()
+      duplex.write(patternBytes(16 * 1024 * 1024))
+      const result = duplex.close()
+      // Stalled for most of one timeout, then a flush slower than one timeout in all.
+      setTimeout(() => peer.resume(), 300).unref()
+      const got = await peer.readUntilClose(10_000)
+      expect(got.data.length).to.equal(16 * 1024 * 1024)
+      expect(got.close?.code).to.equal(1000)
+      peer.sendClose(1000)
+      expect((await withTimeout(result, 3000, 'close()')).wasClean).to.equal(true)
+    })
+
+    it('close() gives up with ERR_CLOSE_TIMEOUT when the peer stops reading', async () => {
+      const { duplex, peer } = await rawPair({ closeTimeout: 300 })
+      duplex.resume()
+      peer.pause()
+      duplex.write(patternBytes(16 * 1024 * 1024))
+      const failed = streamError(duplex)
+      const result = await withTimeout(duplex.close(), 3000, 'close()')
+      expect(result.wasClean).to.equal(false)
+      expect(await failed).to.include({ code: 'ERR_CLOSE_TIMEOUT' })
+      // A paused socket reads nothing, not even the end of the connection.
+      peer.resume()
+      await peer.tcpClosed()
+    })
   })
 
   describe('#destroy', () => {
