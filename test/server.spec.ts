@@ -1,0 +1,554 @@
+import {
+  createServer as createHttpServer,
+  get as httpGet,
+  type IncomingMessage,
+  type Server
+} from 'node:http'
+import { connect as netConnect, type AddressInfo } from 'node:net'
+import { expect } from 'chai'
+import {
+  connect,
+  createServer,
+  WsDuplex,
+  WsDuplexError,
+  type CloseInfo,
+  type ConnectOptions,
+  type ServerOptions,
+  type VerifyClientInfo,
+  type WsDuplexServer
+} from '../lib/index.js'
+import { rawConnect } from './helpers/raw-peer.js'
+import { Cleanup, streamError } from './helpers/servers.js'
+import { collect, onceWithin, withTimeout } from './helpers/wait.js'
+
+const cleanup = new Cleanup()
+afterEach(() => cleanup.run())
+
+const MiB = 1024 * 1024
+
+type CodedError = Error & { code?: string; status?: number }
+
+interface Started {
+  server: WsDuplexServer
+  url: string
+  /** Server-side duplexes, in the order they connected. */
+  accepted: WsDuplex[]
+}
+
+/** createServer() on 127.0.0.1, port 0, closed in cleanup. */
+async function start(
+  options: ServerOptions = {},
+  onConnection?: (duplex: WsDuplex, request: IncomingMessage) => void
+): Promise<Started> {
+  const server = await createServer({ host: '127.0.0.1', port: 0, ...options }, onConnection)
+  cleanup.add(() => withTimeout(server.close(), 5000, 'server.close()'))
+  const accepted: WsDuplex[] = []
+  server.on('connection', (duplex) => accepted.push(duplex))
+  const { port } = server.address() as AddressInfo
+  return { server, url: `ws://127.0.0.1:${port}`, accepted }
+}
+
+/** connect(), with the resulting duplex destroyed in cleanup. */
+async function open(url: string, options?: ConnectOptions): Promise<WsDuplex> {
+  const duplex = await withTimeout(connect(url, options), 3000, `connect(${url})`)
+  cleanup.add(() => {
+    duplex.destroy()
+  })
+  return duplex
+}
+
+/** The error `p` rejects with, bounded by `ms`; fails the test if `p` resolves. */
+async function rejectionOf(p: Promise<unknown>, ms = 3000): Promise<CodedError> {
+  try {
+    const value = await withTimeout(p, ms, 'the promise to settle')
+    if (value instanceof WsDuplex) value.destroy()
+  } catch (error) {
+    return error as CodedError
+  }
+  throw new Error('expected a rejection, got a resolution')
+}
+
+/** The HTTP status (and code) a refused connect() reports. */
+async function refusal(url: string, options?: ConnectOptions): Promise<CodedError> {
+  const error = await rejectionOf(connect(url, options))
+  expect(error).to.be.instanceOf(WsDuplexError)
+  return error
+}
+
+/** A plain HTTP GET on a fresh connection (no keep-alive), bounded. */
+function get(
+  url: string,
+  ms = 3000
+): Promise<{ status: number | undefined; headers: IncomingMessage['headers']; body: string }> {
+  const done = new Promise<{
+    status: number | undefined
+    headers: IncomingMessage['headers']
+    body: string
+  }>((resolve, reject) => {
+    const request = httpGet(url, { agent: false, headers: { Connection: 'close' } }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (chunk: Buffer) => chunks.push(chunk))
+      res.on('error', reject)
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode,
+          headers: res.headers,
+          body: Buffer.concat(chunks).toString()
+        })
+      )
+    })
+    request.on('error', reject)
+    request.setTimeout(ms, () => request.destroy(new Error(`GET ${url} timed out`)))
+  })
+  return withTimeout(done, ms + 500, `GET ${url}`)
+}
+
+describe('createServer', () => {
+  it('listens on 127.0.0.1, port 0, and reports the port through address()', async () => {
+    const server = await createServer({ host: '127.0.0.1', port: 0 })
+    cleanup.add(() => server.close())
+    const address = server.address() as AddressInfo
+    expect(address.address).to.equal('127.0.0.1')
+    expect(address.port).to.be.a('number').and.be.above(0)
+  })
+
+  it("emits 'connection' with the duplex and the request, and calls onConnection", async () => {
+    const called: [WsDuplex, IncomingMessage][] = []
+    const { server, url } = await start({}, (duplex, request) => called.push([duplex, request]))
+    const emitted = onceWithin<[WsDuplex, IncomingMessage]>(server, 'connection')
+    await open(`${url}/some/path?q=1`, { headers: { 'X-Client': 'one' } })
+    const [duplex, request] = await emitted
+    expect(duplex).to.be.instanceOf(WsDuplex)
+    expect(request.url).to.equal('/some/path?q=1')
+    expect(request.headers['x-client']).to.equal('one')
+    expect(called).to.have.length(1)
+    expect(called[0]?.[0]).to.equal(duplex)
+    expect(called[0]?.[1]).to.equal(request)
+    expect(server.connections.has(duplex)).to.equal(true)
+  })
+
+  it('carries bytes between a connect() client and the server side', async () => {
+    const { server, url } = await start()
+    const emitted = onceWithin<[WsDuplex]>(server, 'connection')
+    const client = await open(url)
+    const [serverSide] = await emitted
+    const received = collect(serverSide)
+    client.end(Buffer.from('hello server'))
+    expect((await received).toString()).to.equal('hello server')
+  })
+
+  describe('async iteration', () => {
+    it('yields each connection and ends when the server closes', async () => {
+      const { server, url, accepted } = await start()
+      const yielded: WsDuplex[] = []
+      const loop = (async () => {
+        for await (const duplex of server) yielded.push(duplex)
+      })()
+      const a = await open(url)
+      const b = await open(url)
+      a.resume()
+      b.resume()
+      await withTimeout(server.close(), 3000, 'server.close()')
+      await withTimeout(loop, 2000, 'the for await loop to end')
+      expect(yielded).to.have.length(2)
+      expect(yielded).to.deep.equal(accepted)
+    })
+
+    it('ends at once for a server that is already closed', async () => {
+      const { server } = await start()
+      await withTimeout(server.close(), 3000, 'server.close()')
+      const yielded: WsDuplex[] = []
+      await withTimeout(
+        (async () => {
+          for await (const duplex of server) yielded.push(duplex)
+        })(),
+        2000,
+        'the for await loop to end'
+      )
+      expect(yielded).to.deep.equal([])
+    })
+  })
+
+  describe('option path', () => {
+    it('refuses other paths with HTTP 404', async () => {
+      const { url, accepted } = await start({ path: '/ws' })
+      for (const path of ['', '/other', '/ws/more', '/wsx']) {
+        const error = await refusal(`${url}${path}`)
+        expect(error, path).to.include({ code: 'ERR_HANDSHAKE_REJECTED', status: 404 })
+      }
+      expect(accepted).to.have.length(0)
+    })
+
+    it('accepts the path, ignoring the query string', async () => {
+      const { url, accepted } = await start({ path: '/ws' })
+      await open(`${url}/ws`)
+      await open(`${url}/ws?token=abc&x=1`)
+      expect(accepted).to.have.length(2)
+    })
+
+    it("rejects a path that does not start with '/' with a TypeError naming it", async () => {
+      const error = await rejectionOf(createServer({ host: '127.0.0.1', path: 'ws' }))
+      expect(error).to.be.instanceOf(TypeError)
+      expect(error.message).to.match(/`path`/)
+    })
+  })
+
+  describe('option allowedOrigins', () => {
+    it('refuses an origin not in the list with HTTP 403', async () => {
+      const { url, accepted } = await start({ allowedOrigins: ['https://app.example'] })
+      const error = await refusal(url, { headers: { Origin: 'https://evil.example' } })
+      expect(error).to.include({ code: 'ERR_HANDSHAKE_REJECTED', status: 403 })
+      expect(accepted).to.have.length(0)
+    })
+
+    it('accepts an origin in the list', async () => {
+      const { url, accepted } = await start({ allowedOrigins: ['https://app.example'] })
+      await open(url, { headers: { Origin: 'https://app.example' } })
+      expect(accepted).to.have.length(1)
+    })
+
+    it('accepts a request without an Origin header', async () => {
+      const { url, accepted } = await start({ allowedOrigins: ['https://app.example'] })
+      await open(url)
+      expect(accepted).to.have.length(1)
+    })
+  })
+
+  describe('option verifyClient', () => {
+    it('refuses with HTTP 401 when it returns false', async () => {
+      const { url, accepted } = await start({ verifyClient: () => false })
+      const error = await refusal(url)
+      expect(error).to.include({ code: 'ERR_HANDSHAKE_REJECTED', status: 401 })
+      expect(accepted).to.have.length(0)
+    })
+
+    it('refuses with the status it returns', async () => {
+      const { url } = await start({ verifyClient: () => ({ status: 429 }) })
+      const error = await refusal(url)
+      expect(error).to.include({ code: 'ERR_HANDSHAKE_REJECTED', status: 429 })
+    })
+
+    it('may be async', async () => {
+      const { url, accepted } = await start({
+        verifyClient: async ({ req }) => {
+          await new Promise((resolve) => setImmediate(resolve))
+          return req.headers['x-token'] === 'secret'
+        }
+      })
+      const error = await refusal(url, { headers: { 'X-Token': 'wrong' } })
+      expect(error).to.include({ code: 'ERR_HANDSHAKE_REJECTED', status: 401 })
+      await open(url, { headers: { 'X-Token': 'secret' } })
+      expect(accepted).to.have.length(1)
+    })
+
+    it('refuses with HTTP 500 when it throws', async () => {
+      const { url } = await start({
+        verifyClient: () => {
+          throw new Error('verifier bug')
+        }
+      })
+      const error = await refusal(url)
+      expect(error).to.include({ code: 'ERR_HANDSHAKE_REJECTED', status: 500 })
+    })
+
+    it('receives the origin, the request and whether the connection is TLS', async () => {
+      const seen: VerifyClientInfo[] = []
+      const { url } = await start({
+        verifyClient: (info) => {
+          seen.push(info)
+          return true
+        }
+      })
+      await open(`${url}/path?x=1`, {
+        headers: { Origin: 'https://app.example', 'X-Token': 't' }
+      })
+      expect(seen).to.have.length(1)
+      const [info] = seen as [VerifyClientInfo]
+      expect(info.origin).to.equal('https://app.example')
+      expect(info.secure).to.equal(false)
+      expect(info.req.url).to.equal('/path?x=1')
+      expect(info.req.headers['x-token']).to.equal('t')
+    })
+  })
+
+  describe('option maxConnections', () => {
+    it('refuses a third concurrent client with HTTP 503, and accepts one again after a close', async () => {
+      const { server, url, accepted } = await start({ maxConnections: 2 })
+      const first = await open(url)
+      await open(url)
+      const error = await refusal(url)
+      expect(error).to.include({ code: 'ERR_HANDSHAKE_REJECTED', status: 503 })
+      expect(server.connections.size).to.equal(2)
+
+      const firstOnServer = accepted[0] as WsDuplex
+      firstOnServer.resume()
+      const serverSideClosed = onceWithin<[CloseInfo]>(firstOnServer.events, 'close', 3000)
+      first.resume()
+      await withTimeout(first.close(), 3000, 'close()')
+      await serverSideClosed
+      expect(server.connections.size).to.equal(1)
+
+      await open(url)
+      expect(server.connections.size).to.equal(2)
+      expect(accepted).to.have.length(3)
+    })
+
+    it('counts upgrades still being verified: of three simultaneous clients, one gets 503', async () => {
+      const { url, accepted } = await start({
+        maxConnections: 2,
+        verifyClient: () => new Promise((resolve) => setImmediate(() => resolve(true)))
+      })
+      const attempts = await Promise.allSettled([connect(url), connect(url), connect(url)])
+      for (const attempt of attempts) {
+        if (attempt.status === 'fulfilled') cleanup.add(() => void attempt.value.destroy())
+      }
+      const refused = attempts.flatMap((a) =>
+        a.status === 'rejected' ? [a.reason as CodedError] : []
+      )
+      expect(refused).to.have.length(1)
+      expect(refused[0]).to.include({ code: 'ERR_HANDSHAKE_REJECTED', status: 503 })
+      expect(accepted).to.have.length(2)
+    })
+
+    it('rejects 0 with a RangeError naming it', async () => {
+      const error = await rejectionOf(createServer({ host: '127.0.0.1', maxConnections: 0 }))
+      expect(error).to.be.instanceOf(RangeError)
+      expect(error.message).to.match(/`maxConnections`/)
+    })
+  })
+
+  describe('option maxPayload', () => {
+    it('defaults to 1 MiB: a larger message fails the server side with ERR_PAYLOAD_TOO_LARGE and 1009', async () => {
+      const { server, url } = await start()
+      const accepted = onceWithin<[WsDuplex]>(server, 'connection')
+      // One frame for the whole write, so the message is 1 MiB + 1 byte.
+      const client = await open(url, { maxFrameSize: 2 * MiB })
+      const [serverSide] = await accepted
+      serverSide.resume()
+      const failed = streamError(serverSide)
+      client.resume()
+      const clientFailed = streamError(client)
+      client.write(Buffer.alloc(MiB + 1))
+      expect(await failed).to.include({ code: 'ERR_PAYLOAD_TOO_LARGE', closeCode: 1009 })
+      expect(await clientFailed).to.include({ code: 'ERR_PEER_CLOSED_WITH_ERROR', closeCode: 1009 })
+    })
+
+    it('accepts a message of exactly 1 MiB by default, and can be raised', async () => {
+      for (const [maxPayload, size] of [
+        [undefined, MiB],
+        [2 * MiB, MiB + 1]
+      ] as const) {
+        const { server, url } = await start(maxPayload === undefined ? {} : { maxPayload })
+        const accepted = onceWithin<[WsDuplex]>(server, 'connection')
+        const client = await open(url, { maxFrameSize: 2 * MiB })
+        const [serverSide] = await accepted
+        const received = collect(serverSide)
+        client.end(Buffer.alloc(size, 1))
+        expect((await received).length).to.equal(size)
+      }
+    })
+  })
+
+  describe('option perMessageDeflate', () => {
+    it('is off by default even when the client offers it', async () => {
+      const { server, url } = await start()
+      const accepted = onceWithin<[WsDuplex]>(server, 'connection')
+      const client = await open(url, { perMessageDeflate: true })
+      const [serverSide] = await accepted
+      expect(client.socket.extensions).to.equal('')
+      expect(serverSide.socket.extensions).to.equal('')
+    })
+
+    it('is negotiated when true, and bytes still arrive', async () => {
+      const { server, url } = await start({ perMessageDeflate: true })
+      const accepted = onceWithin<[WsDuplex]>(server, 'connection')
+      const client = await open(url, { perMessageDeflate: true })
+      const [serverSide] = await accepted
+      expect(client.socket.extensions).to.include('permessage-deflate')
+      const received = collect(serverSide)
+      client.end(Buffer.alloc(50_000, 'z'))
+      expect((await received).equals(Buffer.alloc(50_000, 'z'))).to.equal(true)
+    })
+  })
+
+  describe('option handleProtocols', () => {
+    it('picks the subprotocol both sides then report', async () => {
+      const { server, url } = await start({
+        handleProtocols: (offered) => [...offered].at(-1) ?? false
+      })
+      const accepted = onceWithin<[WsDuplex]>(server, 'connection')
+      const client = await open(url, { protocols: ['one', 'two'] })
+      const [serverSide] = await accepted
+      expect(client.socket.protocol).to.equal('two')
+      expect(serverSide.socket.protocol).to.equal('two')
+    })
+  })
+
+  describe('option handshakeTimeout', () => {
+    it('drops a client that never completes its upgrade request', async () => {
+      const { url } = await start({ handshakeTimeout: 200 })
+      const socket = netConnect(Number(new URL(url).port), '127.0.0.1')
+      socket.on('error', () => {})
+      cleanup.add(() => {
+        socket.destroy()
+      })
+      await onceWithin(socket, 'connect')
+      socket.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n')
+      const chunks: Buffer[] = []
+      socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+      await onceWithin(socket, 'close', 3000)
+      expect(Buffer.concat(chunks).toString('latin1')).to.match(/^HTTP\/1\.1 408 /)
+    })
+  })
+
+  describe('options object', () => {
+    it('is not modified', async () => {
+      const options: ServerOptions = {
+        host: '127.0.0.1',
+        port: 0,
+        path: '/ws',
+        allowedOrigins: ['https://app.example'],
+        maxConnections: 5,
+        maxPayload: 2 * MiB,
+        keepAlive: { interval: 60_000 },
+        perMessageDeflate: { threshold: 10 }
+      }
+      const before = structuredClone(options)
+      const server = await createServer(options)
+      cleanup.add(() => server.close())
+      const { port } = server.address() as AddressInfo
+      await open(`ws://127.0.0.1:${port}/ws`, { perMessageDeflate: true })
+      expect(options).to.deep.equal(before)
+    })
+  })
+
+  describe('option server', () => {
+    async function startHttp(): Promise<{ http: Server; base: string }> {
+      const http = createHttpServer((_request, response) => response.end('plain http'))
+      http.listen(0, '127.0.0.1')
+      await onceWithin(http, 'listening')
+      cleanup.add(
+        () =>
+          new Promise<void>((resolve) => {
+            http.closeAllConnections()
+            http.close(() => resolve())
+          })
+      )
+      const { port } = http.address() as AddressInfo
+      return { http, base: `127.0.0.1:${port}` }
+    }
+
+    it('attaches to an existing http server, which still serves plain requests', async () => {
+      const { http, base } = await startHttp()
+      const server = await createServer({ server: http })
+      cleanup.add(() => server.close())
+      const accepted = onceWithin<[WsDuplex]>(server, 'connection')
+      const client = await open(`ws://${base}/`)
+      const [serverSide] = await accepted
+      const received = collect(serverSide)
+      client.end(Buffer.from('over the shared port'))
+      expect((await received).toString()).to.equal('over the shared port')
+      const response = await get(`http://${base}/`)
+      expect(response.status).to.equal(200)
+      expect(response.body).to.equal('plain http')
+    })
+
+    it('leaves the http server listening on close()', async () => {
+      const { http, base } = await startHttp()
+      const server = await createServer({ server: http })
+      cleanup.add(() => server.close())
+      await withTimeout(server.close(), 3000, 'server.close()')
+      expect(http.listening).to.equal(true)
+      const response = await get(`http://${base}/`)
+      expect(response.status).to.equal(200)
+      expect(response.body).to.equal('plain http')
+    })
+  })
+
+  describe('plain HTTP', () => {
+    it('answers a GET on a server it owns with 426 Upgrade Required', async () => {
+      const { url } = await start()
+      const response = await get(url.replace('ws://', 'http://') + '/')
+      expect(response.status).to.equal(426)
+      expect(response.headers.upgrade).to.equal('websocket')
+    })
+  })
+
+  describe('#close', () => {
+    it('closes every client with 1001, ends their streams cleanly, and refuses new connections', async () => {
+      const { server, url } = await start()
+      const clients = [await open(url), await open(url), await open(url)]
+      const errors: Error[] = []
+      for (const client of clients) client.on('error', (error: Error) => errors.push(error))
+      const closes = clients.map((client) => onceWithin<[CloseInfo]>(client.events, 'close', 3000))
+      const reads = clients.map((client) => collect(client, 3000))
+
+      await withTimeout(server.close(), 3000, 'server.close()')
+
+      for (const [info] of await Promise.all(closes)) {
+        expect(info).to.deep.include({ code: 1001, wasClean: true })
+      }
+      for (const bytes of await Promise.all(reads)) expect(bytes.length).to.equal(0)
+      for (const client of clients) {
+        expect(client.closeInfo).to.deep.include({ code: 1001, wasClean: true })
+      }
+      expect(errors).to.deep.equal([])
+      expect(server.connections.size).to.equal(0)
+
+      const error = await refusal(url)
+      expect(error.code).to.equal('ERR_CONNECT_FAILED')
+    })
+
+    it('resolves within closeTimeout when a client never answers the close frame', async () => {
+      const { server, url, accepted } = await start({ closeTimeout: 200 })
+      const connected = onceWithin<[WsDuplex]>(server, 'connection')
+      const peer = await rawConnect(url)
+      cleanup.add(() => peer.reset())
+      const [serverSide] = await connected
+      const failed = streamError(serverSide)
+      await withTimeout(server.close(), 2000, 'server.close()')
+      expect((await peer.readUntilClose(1000)).close?.code).to.equal(1001)
+      expect(await failed).to.include({ code: 'ERR_CLOSE_TIMEOUT' })
+      await peer.tcpClosed(1000)
+      expect(accepted).to.have.length(1)
+    })
+
+    it('refuses with 503 an upgrade still being verified when close() starts', async () => {
+      let verifying: () => void = () => {}
+      const called = new Promise<void>((resolve) => (verifying = resolve))
+      let release: (verdict: boolean) => void = () => {}
+      const { server, url, accepted } = await start({
+        verifyClient: () =>
+          new Promise<boolean>((resolve) => {
+            release = resolve
+            verifying()
+          })
+      })
+      const attempt = rejectionOf(connect(url))
+      await withTimeout(called, 2000, 'verifyClient to be called')
+      const closing = server.close()
+      release(true)
+      const error = await attempt
+      expect(error).to.include({ code: 'ERR_HANDSHAKE_REJECTED', status: 503 })
+      await withTimeout(closing, 3000, 'server.close()')
+      expect(accepted).to.have.length(0)
+    })
+
+    it("emits 'close' and is idempotent", async () => {
+      const { server } = await start()
+      const closed = onceWithin(server, 'close')
+      const first = server.close()
+      expect(server.close()).to.equal(first)
+      await withTimeout(first, 3000, 'server.close()')
+      await closed
+    })
+  })
+
+  describe('option port', () => {
+    it('rejects -1 with a RangeError naming it', async () => {
+      const error = await rejectionOf(createServer({ host: '127.0.0.1', port: -1 }))
+      expect(error).to.be.instanceOf(RangeError)
+      expect(error.message).to.match(/`port`/)
+    })
+  })
+})
