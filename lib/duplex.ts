@@ -14,7 +14,7 @@ import { DuplexEvents, type CloseInfo } from './events.js'
 import { drainSource, type ChunkWriter, type SinkChunk } from './iterable.js'
 import { KeepAlive } from './keepalive.js'
 import { normalizeOptions, type NormalizedOptions, type WsDuplexOptions } from './options.js'
-import { SendQueue } from './send-queue.js'
+import { SendQueue, type FrameSink } from './send-queue.js'
 import { NodeWsSocket, type SocketHandler, type SocketSeam } from './socket.js'
 import { errorFromSocket } from './socket-errors.js'
 
@@ -32,17 +32,22 @@ interface PendingPing {
 /** RFC 6455 §5.5: control frames, pings included, carry at most 125 bytes. */
 const MAX_PING_BYTES = 125
 
+// Set by the static block in WsDuplex, which alone may touch its private members.
+let socketHandler: SocketHandler<WsDuplex>
+let frameSink: FrameSink<WsDuplex>
+let closeTimerFired: (duplex: WsDuplex) => void
+let flushTimerFired: (duplex: WsDuplex) => void
+
 export class WsDuplex
   extends Duplex
   implements ItDuplex<AsyncIterable<Uint8Array>, Source<SinkChunk>, Promise<void>>
 {
-  /** Out-of-band events: warnings, pings, pongs, the close handshake. Never throws unobserved. */
-  readonly events = new DuplexEvents()
-
   readonly #socket: WebSocket
-  readonly #seam: SocketSeam
+  readonly #seam: SocketSeam<WsDuplex>
   readonly #options: NormalizedOptions
-  readonly #queue: SendQueue
+  readonly #queue: SendQueue<WsDuplex>
+  /** Made on first use: most connections never look at their events. */
+  #events: DuplexEvents | undefined
   readonly #keepAlive: KeepAlive | undefined
 
   /** The `_write` callback held back while the send queue is over the high water mark. */
@@ -54,7 +59,8 @@ export class WsDuplex
 
   #opened: boolean
   /** What `end()` sends; `close(code, reason)` changes it before the frame is sent. */
-  #closeRequest = { code: CloseCode.Normal as number, reason: '' }
+  #closeCodeToSend: number = CloseCode.Normal
+  #closeReasonToSend = ''
   /** The code of the close frame we sent, once we sent one. */
   #sentCloseCode: number | undefined
   #closingEmitted = false
@@ -67,13 +73,14 @@ export class WsDuplex
   #socketError: { error: Error; rejectedStatus: number | undefined } | undefined
   /** Set once the connection is over. */
   #closeInfo: CloseInfo | undefined
-  #closeWaiters: ((info: CloseInfo) => void)[] = []
-  #pings: PendingPing[] = []
+  #closeWaiters: ((info: CloseInfo) => void)[] | undefined
+  #pings: PendingPing[] | undefined
   #pingSequence = 0
   #readFace: 'stream' | 'source' | undefined
   #writeFace: 'stream' | 'sink' | undefined
   #sinkWriting = false
   #source: AsyncIterable<Uint8Array> | undefined
+  #sink: ((source: Source<SinkChunk>) => Promise<void>) | undefined
 
   /**
    * @param socket a `ws` WebSocket, client or server side, CONNECTING or OPEN. WsDuplex takes
@@ -96,11 +103,7 @@ export class WsDuplex
     this.#socket = socket
     this.#options = normalized
     this.#seam = new NodeWsSocket(socket)
-    this.#queue = new SendQueue(
-      normalized.maxFrameSize,
-      { sendFrame: (frame, callback) => this.#seam.send(frame, callback) },
-      this.#onFrameSent
-    )
+    this.#queue = new SendQueue(normalized.maxFrameSize, this as WsDuplex, frameSink)
     this.#opened = socket.readyState === WebSocket.OPEN
     if (!this.#opened) this.#queue.hold()
     this.#keepAlive =
@@ -109,10 +112,15 @@ export class WsDuplex
         : new KeepAlive(normalized.keepAlive, {
             isPaused: () => this.#seam.isPaused,
             sendPing: () => this.#seam.ping(Buffer.alloc(0), ignoreSendResult),
-            onTimeout: this.#onKeepAliveTimeout
+            onTimeout: () => this.#onKeepAliveTimeout()
           })
-    this.#seam.attach(this.#handler)
+    this.#seam.attach(this, socketHandler)
     if (this.#opened) this.#keepAlive?.start()
+  }
+
+  /** Out-of-band events: warnings, pings, pongs, the close handshake. Never throws unobserved. */
+  get events(): DuplexEvents {
+    return (this.#events ??= new DuplexEvents())
   }
 
   /** The wrapped `ws` WebSocket, for reading `protocol`, `extensions` or `url`. */
@@ -160,7 +168,11 @@ export class WsDuplex
    * ends the stream (close frame 1000). Resolves when every byte is flushed; rejects with the
    * stream's error. Works detached from the object, as it-pipe calls it.
    */
-  readonly sink = async (source: Source<SinkChunk>): Promise<void> => {
+  get sink(): (source: Source<SinkChunk>) => Promise<void> {
+    return (this.#sink ??= (source) => this.#runSink(source))
+  }
+
+  async #runSink(source: Source<SinkChunk>): Promise<void> {
     if (this.#writeFace !== undefined || this.writableEnded) {
       throw new WsDuplexError(
         'ERR_FACE_CONFLICT',
@@ -170,26 +182,28 @@ export class WsDuplex
       )
     }
     this.#writeFace = 'sink'
-    await drainSource(this.#sinkWriter, source)
+    await drainSource(this.#sinkWriter(), source)
   }
 
-  readonly #sinkWriter: ChunkWriter = {
-    write: (chunk) => {
-      if (this.destroyed || this.writableEnded) throw this.#fatal ?? closedError()
-      this.#sinkWriting = true
-      try {
-        return super.write(chunk)
-      } finally {
-        this.#sinkWriting = false
+  #sinkWriter(): ChunkWriter {
+    return {
+      write: (chunk) => {
+        if (this.destroyed || this.writableEnded) throw this.#fatal ?? closedError()
+        this.#sinkWriting = true
+        try {
+          return super.write(chunk)
+        } finally {
+          this.#sinkWriting = false
+        }
+      },
+      drained: () => this.#drained(),
+      finish: async () => {
+        if (!this.writableEnded) this.end()
+        await finished(this, { readable: false })
+      },
+      abort: (error) => {
+        this.destroy(error)
       }
-    },
-    drained: () => this.#drained(),
-    finish: async () => {
-      if (!this.writableEnded) this.end()
-      await finished(this, { readable: false })
-    },
-    abort: (error) => {
-      this.destroy(error)
     }
   }
 
@@ -258,7 +272,7 @@ export class WsDuplex
     else this.#heldWrite = callback
   }
 
-  readonly #onFrameSent = (error: Error | null | undefined): void => {
+  #frameSent(error: Error | null | undefined): void {
     if (error) {
       if (this.#closeInfo === undefined) {
         const code = this.#seam.state === 'open' ? 'ERR_SEND_FAILED' : 'ERR_STREAM_CLOSED'
@@ -294,7 +308,7 @@ export class WsDuplex
     if (callback === undefined || this.#fatal !== undefined) return
     if (!this.#opened || this.#queue.pendingBytes > 0) return
     this.#heldFinal = undefined
-    this.#startClose(this.#closeRequest.code, this.#closeRequest.reason)
+    this.#startClose(this.#closeCodeToSend, this.#closeReasonToSend)
     callback()
   }
 
@@ -309,20 +323,25 @@ export class WsDuplex
     this.#emitClosing(code, reason, 'local')
     // Restart the clock: close() may have armed it to bound the flush that just finished.
     clearTimeout(this.#closeTimer)
-    this.#closeTimer = setTimeout(this.#onCloseTimeout, this.#options.closeTimeout)
+    this.#closeTimer = setTimeout(closeTimerFired, this.#options.closeTimeout, this)
   }
 
-  readonly #onFlushCheck = (): void => {
+  #onFlushCheck(): void {
     if (this.#flushedSinceCheck) {
       this.#flushedSinceCheck = false
-      this.#closeTimer = setTimeout(this.#onFlushCheck, this.#options.closeTimeout)
+      this.#closeTimer = setTimeout(flushTimerFired, this.#options.closeTimeout, this)
       return
     }
     this.#onCloseTimeout()
   }
 
-  readonly #onCloseTimeout = (): void => {
+  #onCloseTimeout(): void {
     this.#closeTimer = undefined
+    // Already failing (a text frame, say) and the peer ignores our close: just let go.
+    if (this.#fatal !== undefined) {
+      this.#seam.terminate()
+      return
+    }
     const ms = this.#options.closeTimeout
     this.#fail(
       new WsDuplexError(
@@ -336,7 +355,7 @@ export class WsDuplex
     )
   }
 
-  readonly #onKeepAliveTimeout = (): void => {
+  #onKeepAliveTimeout(): void {
     const ms = this.#options.keepAlive?.timeout ?? 0
     this.#fail(
       new WsDuplexError('ERR_KEEPALIVE_TIMEOUT', `No frame arrived within ${ms} ms of a ping`, {
@@ -349,7 +368,7 @@ export class WsDuplex
   #emitClosing(code: number, reason: string, initiator: 'local' | 'remote'): void {
     if (this.#closingEmitted) return
     this.#closingEmitted = true
-    this.events.emit('closing', { code, reason, initiator })
+    this.#events?.emit('closing', { code, reason, initiator })
   }
 
   // -------------------------------------------------------------- the Duplex face: reading
@@ -392,14 +411,17 @@ export class WsDuplex
   close(code: number = CloseCode.Normal, reason = ''): Promise<CloseResult> {
     assertCloseArguments(code, reason)
     if (this.#closeInfo !== undefined) return Promise.resolve(this.#closeInfo)
-    const result = new Promise<CloseResult>((resolve) => this.#closeWaiters.push(resolve))
-    if (this.#sentCloseCode === undefined) this.#closeRequest = { code, reason }
+    const result = new Promise<CloseResult>((resolve) => (this.#closeWaiters ??= []).push(resolve))
+    if (this.#sentCloseCode === undefined) {
+      this.#closeCodeToSend = code
+      this.#closeReasonToSend = reason
+    }
     if (!this.writableEnded) this.end()
     if (this.#sentCloseCode === undefined && this.#closeTimer === undefined) {
       // Bound the flush too: a peer that stops reading must not hold close() forever. A slow
       // peer that still reads is fine: only a whole closeTimeout without progress counts.
       this.#flushedSinceCheck = false
-      this.#closeTimer = setTimeout(this.#onFlushCheck, this.#options.closeTimeout)
+      this.#closeTimer = setTimeout(flushTimerFired, this.#options.closeTimeout, this)
     }
     return result
   }
@@ -423,10 +445,10 @@ export class WsDuplex
     const payload = data === undefined ? pingPayload(++this.#pingSequence) : Buffer.from(data)
     return new Promise((resolve, reject) => {
       const ping: PendingPing = { payload, startedAt: performance.now(), resolve, reject }
-      this.#pings.push(ping)
+      ;(this.#pings ??= []).push(ping)
       this.#seam.ping(payload, (error) => {
         if (!error) return
-        this.#pings = this.#pings.filter((pending) => pending !== ping)
+        this.#pings = this.#pings?.filter((pending) => pending !== ping)
         reject(closedError())
       })
     })
@@ -455,39 +477,56 @@ export class WsDuplex
 
   // --------------------------------------------------------------------- socket events
 
-  readonly #handler: SocketHandler = {
-    onOpen: () => {
-      this.#opened = true
-      this.#queue.release()
-      this.#keepAlive?.start()
-      this.events.emit('open')
-      this.#releaseHeldWrite()
-      this.#maybeFinish()
-    },
-    onMessage: (data, isBinary) => {
-      this.#keepAlive?.sawFrame()
-      if (this.#fatal !== undefined || this.destroyed) return
-      if (!isBinary && this.#refuseText(data)) return
-      if (data.length === 0) return
-      if (!this.push(data) && this.#sentCloseCode === undefined) this.#seam.pause()
-    },
-    onPing: (data) => {
-      this.#keepAlive?.sawFrame()
-      this.events.emit('ping', data)
-    },
-    onPong: (data) => {
-      this.#keepAlive?.sawFrame()
-      const index = this.#pings.findIndex((ping) => ping.payload.equals(data))
-      if (index !== -1) {
-        const [ping] = this.#pings.splice(index, 1) as [PendingPing]
-        ping.resolve(performance.now() - ping.startedAt)
-      }
-      this.events.emit('pong', data)
-    },
-    onError: (error, rejectedStatus) => {
-      this.#socketError ??= { error, rejectedStatus }
-    },
-    onClose: (code, reason) => this.#onConnectionClosed(code, reason)
+  #onOpen(): void {
+    this.#opened = true
+    this.#queue.release()
+    this.#keepAlive?.start()
+    this.#events?.emit('open')
+    this.#releaseHeldWrite()
+    this.#maybeFinish()
+  }
+
+  #onMessage(data: Buffer, isBinary: boolean): void {
+    this.#keepAlive?.sawFrame()
+    if (this.#fatal !== undefined || this.destroyed) return
+    if (!isBinary && this.#refuseText(data)) return
+    if (data.length === 0) return
+    if (!this.push(data) && this.#sentCloseCode === undefined) this.#seam.pause()
+  }
+
+  #onPong(data: Buffer): void {
+    this.#keepAlive?.sawFrame()
+    const pings = this.#pings
+    const index = pings === undefined ? -1 : pings.findIndex((ping) => ping.payload.equals(data))
+    if (pings !== undefined && index !== -1) {
+      const [ping] = pings.splice(index, 1) as [PendingPing]
+      ping.resolve(performance.now() - ping.startedAt)
+    }
+    this.#events?.emit('pong', data)
+  }
+
+  static {
+    // Shared by every connection: each call receives its WsDuplex, so a connection costs no
+    // closures for its socket listeners, its send callbacks or its timers.
+    socketHandler = {
+      onOpen: (duplex) => duplex.#onOpen(),
+      onMessage: (duplex, data, isBinary) => duplex.#onMessage(data, isBinary),
+      onPing: (duplex, data) => {
+        duplex.#keepAlive?.sawFrame()
+        duplex.#events?.emit('ping', data)
+      },
+      onPong: (duplex, data) => duplex.#onPong(data),
+      onError: (duplex, error, rejectedStatus) => {
+        duplex.#socketError ??= { error, rejectedStatus }
+      },
+      onClose: (duplex, code, reason) => duplex.#onConnectionClosed(code, reason)
+    }
+    frameSink = {
+      sendFrame: (duplex, frame, callback) => duplex.#seam.send(frame, callback),
+      frameSent: (duplex, error) => duplex.#frameSent(error)
+    }
+    closeTimerFired = (duplex) => duplex.#onCloseTimeout()
+    flushTimerFired = (duplex) => duplex.#onFlushCheck()
   }
 
   /** Applies the text policy; true when the frame must not be delivered. */
@@ -496,7 +535,7 @@ export class WsDuplex
     if (policy === 'bytes') return false
     const message = `A text frame (${data.length} bytes) arrived on a binary stream`
     if (policy === 'ignore') {
-      this.events.emit('warning', new WsDuplexError('ERR_TEXT_FRAME', `${message}; ignored`))
+      this.#events?.emit('warning', new WsDuplexError('ERR_TEXT_FRAME', `${message}; ignored`))
       return true
     }
     // RFC 6455 §7.4.1: 1003 says "received a type of data it cannot accept".
@@ -516,7 +555,7 @@ export class WsDuplex
   #fail(error: WsDuplexError, action: number | 'terminate' | 'none'): void {
     if (this.#fatal !== undefined || this.destroyed) return
     this.#fatal = error
-    this.events.emit('warning', error)
+    this.#events?.emit('warning', error)
     if (typeof action === 'number') this.#startClose(action, '')
     if (action === 'terminate' || (typeof action === 'number' && this.#seam.state !== 'closing')) {
       this.#seam.terminate()
@@ -556,8 +595,10 @@ export class WsDuplex
     const info: CloseInfo = { code, reason, wasClean: error === undefined && receivedCloseFrame }
     this.#closeInfo = info
     this.#rejectPings(closedError(code))
-    this.events.emit('close', info)
-    for (const resolve of this.#closeWaiters.splice(0)) resolve(info)
+    this.#events?.emit('close', info)
+    const waiters = this.#closeWaiters
+    this.#closeWaiters = undefined
+    for (const resolve of waiters ?? []) resolve(info)
 
     const destroyed = this.#heldDestroy
     if (destroyed !== undefined) {
@@ -568,7 +609,7 @@ export class WsDuplex
     if (error !== undefined) {
       if (this.#fatal === undefined) {
         this.#fatal = error
-        this.events.emit('warning', error)
+        this.#events?.emit('warning', error)
       }
       this.#maybeSurfaceFatal()
       return
@@ -621,7 +662,9 @@ export class WsDuplex
   }
 
   #rejectPings(error: Error): void {
-    for (const ping of this.#pings.splice(0)) ping.reject(error)
+    const pings = this.#pings
+    this.#pings = undefined
+    for (const ping of pings ?? []) ping.reject(error)
   }
 }
 

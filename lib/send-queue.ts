@@ -6,32 +6,30 @@
  */
 import type { SendCallback } from './socket.js'
 
-export interface FrameSink {
-  sendFrame(frame: Buffer, callback: SendCallback): void
+/**
+ * How the queue reaches its owner. One object serves every connection (the owner is passed
+ * in), so a queue costs no closures of its own.
+ */
+export interface FrameSink<Owner> {
+  sendFrame(owner: Owner, frame: Buffer, callback: SendCallback): void
+  /** Runs after each frame's bytes were handed to the OS (or failed). */
+  frameSent(owner: Owner, error: Error | null | undefined): void
 }
 
-export class SendQueue {
+export class SendQueue<Owner> {
   readonly #maxFrameSize: number
-  readonly #sink: FrameSink
-  readonly #onSent: (error: Error | null | undefined) => void
+  readonly #owner: Owner
+  readonly #sink: FrameSink<Owner>
   #chunks: Buffer[] = []
   #queuedBytes = 0
   #inFlightBytes = 0
   #flushScheduled = false
   #held = false
 
-  /**
-   * @param onSent runs after each frame's bytes were handed to the OS (or failed), so the owner
-   *   can release backpressure or fail the stream.
-   */
-  constructor(
-    maxFrameSize: number,
-    sink: FrameSink,
-    onSent: (error: Error | null | undefined) => void
-  ) {
+  constructor(maxFrameSize: number, owner: Owner, sink: FrameSink<Owner>) {
     this.#maxFrameSize = maxFrameSize
+    this.#owner = owner
     this.#sink = sink
-    this.#onSent = onSent
   }
 
   /** Bytes accepted and not yet handed to the OS: the write-side memory we answer for. */
@@ -63,7 +61,7 @@ export class SendQueue {
     this.#queuedBytes += chunk.length
     if (!this.#flushScheduled && !this.#held) {
       this.#flushScheduled = true
-      process.nextTick(flushOnTick, this)
+      process.nextTick(flushOnTick, this as SendQueue<unknown>)
     }
   }
 
@@ -113,13 +111,13 @@ export class SendQueue {
     // One chunk goes out as it is; only a merge of several costs a copy.
     const frame = batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch, bytes)
     this.#inFlightBytes += bytes
-    this.#sink.sendFrame(frame, (error) => {
+    this.#sink.sendFrame(this.#owner, frame, (error) => {
       this.#inFlightBytes -= bytes
-      this.#onSent(error)
+      this.#sink.frameSent(this.#owner, error)
     })
   }
 }
 
-function flushOnTick(queue: SendQueue): void {
+function flushOnTick(queue: SendQueue<unknown>): void {
   queue.flush()
 }

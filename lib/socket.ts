@@ -3,30 +3,35 @@
  * Duplex face, the source/sink face, keepalive, close handling) talks to a SocketSeam and
  * receives SocketHandler calls, so another WebSocket (a WHATWG one) can slot in by
  * implementing this interface.
+ *
+ * Memory matters here: a server may hold many thousands of idle connections. So the handler is
+ * one object shared by every connection (it receives the owner as its first argument), and the
+ * listeners are module functions shared by every socket, not closures made per connection.
  */
 import type { IncomingMessage } from 'node:http'
 import { WebSocket } from 'ws'
 
 export type SocketState = 'connecting' | 'open' | 'closing' | 'closed'
 
-export interface SocketHandler {
-  onOpen(): void
-  onMessage(data: Buffer, isBinary: boolean): void
-  onPing(data: Buffer): void
-  onPong(data: Buffer): void
+/** Socket events, delivered to `owner`. One handler object serves every connection. */
+export interface SocketHandler<Owner> {
+  onOpen(owner: Owner): void
+  onMessage(owner: Owner, data: Buffer, isBinary: boolean): void
+  onPing(owner: Owner, data: Buffer): void
+  onPong(owner: Owner, data: Buffer): void
   /** A protocol or handshake error; `onClose` always follows. */
-  onError(error: Error, rejectedStatus: number | undefined): void
+  onError(owner: Owner, error: Error, rejectedStatus: number | undefined): void
   /** The connection is over; called exactly once, after which the seam is detached. */
-  onClose(code: number, reason: string): void
+  onClose(owner: Owner, code: number, reason: string): void
 }
 
 export type SendCallback = (error?: Error | null) => void
 
-export interface SocketSeam {
+export interface SocketSeam<Owner> {
   readonly state: SocketState
   readonly isPaused: boolean
-  /** Starts delivering events to `handler`; call once. */
-  attach(handler: SocketHandler): void
+  /** Starts delivering events to `handler` on behalf of `owner`; call once. */
+  attach(owner: Owner, handler: SocketHandler<Owner>): void
   /** Stop reading from the network (the peer then feels TCP backpressure). */
   pause(): void
   resume(): void
@@ -47,10 +52,21 @@ const stateNames = ['connecting', 'open', 'closing', 'closed'] as const
  */
 const BINARY_FRAME = { binary: true } as const
 
+/** Where a ws socket keeps the seam that listens to it (ws marks its net socket the same way). */
+const kSeam = Symbol('ws-duplex.seam')
+
+type MarkedWebSocket = WebSocket & { [kSeam]?: NodeWsSocket<unknown> }
+
+// Set by the static block in NodeWsSocket, which alone may touch its private members.
+type SeamEvent = 'open' | 'message' | 'ping' | 'pong' | 'error' | 'close'
+let deliver: (seam: NodeWsSocket<unknown>, event: SeamEvent, a?: unknown, b?: unknown) => void
+let rejected: (seam: NodeWsSocket<unknown>, status: number | undefined) => void
+
 /** The seam over a `ws` WebSocket, client or server side. */
-export class NodeWsSocket implements SocketSeam {
+export class NodeWsSocket<Owner> implements SocketSeam<Owner> {
   readonly #ws: WebSocket
-  #handler: SocketHandler | undefined
+  #owner: Owner | undefined
+  #handler: SocketHandler<Owner> | undefined
   #rejectedStatus: number | undefined
 
   constructor(ws: WebSocket) {
@@ -68,19 +84,18 @@ export class NodeWsSocket implements SocketSeam {
     return this.#ws.isPaused
   }
 
-  attach(handler: SocketHandler): void {
+  attach(owner: Owner, handler: SocketHandler<Owner>): void {
+    this.#owner = owner
     this.#handler = handler
-    const ws = this.#ws
-    ws.on('open', this.#onOpen)
-    ws.on('message', this.#onMessage)
-    ws.on('ping', this.#onPing)
-    ws.on('pong', this.#onPong)
-    ws.on('error', this.#onError)
-    ws.on('close', this.#onClose)
-    if (ws.readyState === WebSocket.CONNECTING) ws.on('unexpected-response', this.#onRejected)
-    // A socket handed over already closed still owes its owner exactly one onClose.
-    if (ws.readyState === WebSocket.CLOSED)
-      queueMicrotask(() => this.#onClose(1006, Buffer.alloc(0)))
+    const ws = this.#ws as MarkedWebSocket
+    ws[kSeam] = this
+    ws.on('open', wsOnOpen)
+    ws.on('message', wsOnMessage)
+    ws.on('ping', wsOnPing)
+    ws.on('pong', wsOnPong)
+    ws.on('error', wsOnError)
+    ws.on('close', wsOnClose)
+    if (ws.readyState === WebSocket.CONNECTING) ws.on('unexpected-response', wsOnRejected)
   }
 
   pause(): void {
@@ -107,54 +122,96 @@ export class NodeWsSocket implements SocketSeam {
     this.#ws.terminate()
   }
 
+  static {
+    // The shared listeners below reach each seam's private state through these.
+    deliver = (seam, event, a, b) => {
+      const handler = seam.#handler
+      const owner = seam.#owner
+      if (handler === undefined) return
+      switch (event) {
+        case 'open':
+          seam.#ws.off('unexpected-response', wsOnRejected)
+          handler.onOpen(owner)
+          return
+        case 'message':
+          handler.onMessage(owner, a as Buffer, b as boolean)
+          return
+        case 'ping':
+          handler.onPing(owner, a as Buffer)
+          return
+        case 'pong':
+          handler.onPong(owner, a as Buffer)
+          return
+        case 'error':
+          handler.onError(owner, a as Error, seam.#rejectedStatus)
+          return
+        case 'close':
+          seam.#detach()
+          handler.onClose(owner, a as number, (b as Buffer).toString())
+      }
+    }
+    rejected = (seam, status) => {
+      seam.#rejectedStatus = status
+    }
+  }
+
   #detach(): void {
-    const ws = this.#ws
-    ws.off('open', this.#onOpen)
-    ws.off('message', this.#onMessage)
-    ws.off('ping', this.#onPing)
-    ws.off('pong', this.#onPong)
-    ws.off('error', this.#onError)
-    ws.off('close', this.#onClose)
-    ws.off('unexpected-response', this.#onRejected)
-  }
-
-  // Listeners are fields holding arrow functions: created once, so they can be removed exactly.
-  readonly #onOpen = (): void => {
-    this.#ws.off('unexpected-response', this.#onRejected)
-    this.#handler?.onOpen()
-  }
-
-  readonly #onMessage = (data: Buffer, isBinary: boolean): void => {
-    this.#handler?.onMessage(data, isBinary)
-  }
-
-  readonly #onPing = (data: Buffer): void => {
-    this.#handler?.onPing(data)
-  }
-
-  readonly #onPong = (data: Buffer): void => {
-    this.#handler?.onPong(data)
-  }
-
-  readonly #onError = (error: Error): void => {
-    this.#handler?.onError(error, this.#rejectedStatus)
-  }
-
-  readonly #onClose = (code: number, reason: Buffer): void => {
-    const handler = this.#handler
-    this.#detach()
+    const ws = this.#ws as MarkedWebSocket
+    ws.off('open', wsOnOpen)
+    ws.off('message', wsOnMessage)
+    ws.off('ping', wsOnPing)
+    ws.off('pong', wsOnPong)
+    ws.off('error', wsOnError)
+    ws.off('close', wsOnClose)
+    ws.off('unexpected-response', wsOnRejected)
+    ws[kSeam] = undefined
     this.#handler = undefined
-    handler?.onClose(code, reason.toString())
+    this.#owner = undefined
   }
+}
 
-  /**
-   * The server answered the upgrade with something other than 101. Listening here (instead of
-   * letting ws fail with a message) is the only way to learn the status; ws then leaves the
-   * abort to us, and terminate() makes it emit 'error' and 'close' as usual.
-   */
-  readonly #onRejected = (_request: unknown, response: IncomingMessage): void => {
-    this.#rejectedStatus = response.statusCode
-    response.resume()
-    this.#ws.terminate()
-  }
+function seamOf(ws: WebSocket): NodeWsSocket<unknown> | undefined {
+  return (ws as MarkedWebSocket)[kSeam]
+}
+
+function wsOnOpen(this: WebSocket): void {
+  const seam = seamOf(this)
+  if (seam) deliver(seam, 'open')
+}
+
+function wsOnMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
+  const seam = seamOf(this)
+  if (seam) deliver(seam, 'message', data, isBinary)
+}
+
+function wsOnPing(this: WebSocket, data: Buffer): void {
+  const seam = seamOf(this)
+  if (seam) deliver(seam, 'ping', data)
+}
+
+function wsOnPong(this: WebSocket, data: Buffer): void {
+  const seam = seamOf(this)
+  if (seam) deliver(seam, 'pong', data)
+}
+
+function wsOnError(this: WebSocket, error: Error): void {
+  const seam = seamOf(this)
+  if (seam) deliver(seam, 'error', error)
+}
+
+function wsOnClose(this: WebSocket, code: number, reason: Buffer): void {
+  const seam = seamOf(this)
+  if (seam) deliver(seam, 'close', code, reason)
+}
+
+/**
+ * The server answered the upgrade with something other than 101. Listening here (instead of
+ * letting ws fail with a message) is the only way to learn the status; ws then leaves the
+ * abort to us, and terminate() makes it emit 'error' and 'close' as usual.
+ */
+function wsOnRejected(this: WebSocket, _request: unknown, response: IncomingMessage): void {
+  const seam = seamOf(this)
+  if (seam) rejected(seam, response.statusCode)
+  response.resume()
+  this.terminate()
 }
