@@ -5,15 +5,34 @@
 import { CloseCode } from './close-codes.js'
 import { WsDuplexError } from './errors.js'
 
-/** ws's receiver errors and the close code ws sends for each (RFC 6455 §7.4.1). */
+/** ws's receiver errors and the close code ws sends for each (RFC 6455 §7.4.1), ws 8.23. */
 const closeCodeOfWsError: Readonly<Record<string, number>> = {
   WS_ERR_UNSUPPORTED_MESSAGE_LENGTH: CloseCode.MessageTooBig,
+  WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH: CloseCode.MessageTooBig,
+  WS_ERR_TOO_MANY_BUFFERED_PARTS: CloseCode.PolicyViolation,
   WS_ERR_INVALID_UTF8: CloseCode.InvalidPayload
 }
+
+/** Messages too large to accept, by declared length or by what actually arrived. */
+const tooLarge = new Set([
+  'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH',
+  'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH'
+])
 
 function errorCode(error: Error | undefined): string | undefined {
   const code = (error as { code?: unknown } | undefined)?.code
   return typeof code === 'string' ? code : undefined
+}
+
+/**
+ * The close code ws sent for this error. ws tags its errors with it under an unexported
+ * symbol; reading it keeps us right if ws changes a code, and the table covers its absence.
+ */
+function closeCodeSentFor(error: Error, code: string): number {
+  const tag = Object.getOwnPropertySymbols(error).find((s) => s.description === 'status-code')
+  const tagged = tag === undefined ? undefined : (error as unknown as Record<symbol, unknown>)[tag]
+  if (typeof tagged === 'number') return tagged
+  return closeCodeOfWsError[code] ?? CloseCode.ProtocolError
 }
 
 /**
@@ -45,16 +64,15 @@ export function errorFromSocket(
       cause: error
     })
   }
-  if (code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
-    return new WsDuplexError('ERR_PAYLOAD_TOO_LARGE', 'An incoming message exceeded maxPayload', {
-      closeCode: CloseCode.MessageTooBig,
-      cause: error
-    })
-  }
-  if (code !== undefined && code.startsWith('WS_ERR_')) {
-    // ws closes with 1002 for every other protocol violation it detects.
-    const closeCode = closeCodeOfWsError[code] ?? CloseCode.ProtocolError
-    return new WsDuplexError('ERR_PROTOCOL', `The peer broke RFC 6455 (${code})`, {
+  if (error !== undefined && code !== undefined && code.startsWith('WS_ERR_')) {
+    const closeCode = closeCodeSentFor(error, code)
+    if (tooLarge.has(code)) {
+      return new WsDuplexError('ERR_PAYLOAD_TOO_LARGE', 'An incoming message exceeded maxPayload', {
+        closeCode,
+        cause: error
+      })
+    }
+    return new WsDuplexError('ERR_PROTOCOL', `The peer broke RFC 6455 or a limit (${code})`, {
       closeCode,
       cause: error
     })
