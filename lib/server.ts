@@ -224,12 +224,15 @@ export class WsDuplexServer extends EventEmitter<WsDuplexServerEvents> {
         return
       }
       await new Promise<void>((resolve) => {
+        // ws destroys a socket it cannot upgrade (bad key, version...) without calling back.
+        const onClose = (): void => resolve()
+        socket.once('close', onClose)
         this.#wss.handleUpgrade(request, socket, head, (ws) => {
+          // Drop the listener: it would keep this request alive for the whole connection.
+          socket.off('close', onClose)
           this.#accept(ws, request, socket)
           resolve()
         })
-        // ws destroys a socket it cannot upgrade (bad key, version...) without calling back.
-        socket.once('close', () => resolve())
       })
     } finally {
       this.#pendingUpgrades--
