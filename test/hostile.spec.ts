@@ -34,6 +34,9 @@ import { withTimeout } from './helpers/wait.js'
 // Hostile peers, generated: every connection must end within BOUND_MS with a documented error
 // code (or cleanly, after a valid close) and the close code RFC 6455 asks for on the wire.
 
+/** `npm run soak` multiplies every property's runs (17 gives over 10,000 cases in all). */
+const SCALE = Number(process.env.WS_DUPLEX_HOSTILE_SCALE ?? '1')
+const runs = (n: number): number => Math.round(n * SCALE)
 const MAX_PAYLOAD = 64 * 1024
 const CLOSE_TIMEOUT = 500
 const BOUND_MS = 3000
@@ -103,7 +106,7 @@ function check(
 }
 
 describe('hostile peers (generated)', function () {
-  this.timeout(30_000)
+  this.timeout(30_000 * SCALE)
 
   let server: WsDuplexServer
   let url: string
@@ -190,7 +193,7 @@ describe('hostile peers (generated)', function () {
   describe('a raw client against createServer()', () => {
     it('every generated sequence ends in bound with the modelled error and close code', async () => {
       await fc.assert(fc.asyncProperty(hostileCase({ maxPayload: MAX_PAYLOAD }), runServerCase), {
-        numRuns: 350
+        numRuns: runs(350)
       })
     })
 
@@ -202,7 +205,7 @@ describe('hostile peers (generated)', function () {
         ending: fc.constant<HostileCase['ending']>({ kind: 'fin' }),
         answer: fc.constantFrom<HostileCase['answer']>('echo', 'fin')
       })
-      await fc.assert(fc.asyncProperty(huge, runServerCase), { numRuns: 20 })
+      await fc.assert(fc.asyncProperty(huge, runServerCase), { numRuns: runs(20) })
     })
   })
 
@@ -234,7 +237,7 @@ describe('hostile peers (generated)', function () {
 
     it('every generated sequence ends in bound with the modelled error and close code', async () => {
       await fc.assert(fc.asyncProperty(hostileCase({ maxPayload: MAX_PAYLOAD }), runClientCase), {
-        numRuns: 120
+        numRuns: runs(120)
       })
     })
   })
@@ -261,7 +264,7 @@ describe('hostile peers (generated)', function () {
           const { response, ms } = await tcpExchange(port, payload, { fin, ms: BOUND_MS })
           assertAnswered(response, ms)
         }),
-        { numRuns: 50 }
+        { numRuns: runs(50) }
       )
       await stillServes()
     })
@@ -287,7 +290,7 @@ describe('hostile peers (generated)', function () {
           const { response, ms } = await tcpExchange(port, mutated, { ms: BOUND_MS })
           assertAnswered(response, ms)
         }),
-        { numRuns: 50 }
+        { numRuns: runs(50) }
       )
       await stillServes()
     })
