@@ -35,6 +35,29 @@ interface Outcome {
   receivedHash: string
   bytes: number
   clean: boolean
+  /** The stream's error code when it did not end cleanly. */
+  error?: string
+}
+
+/**
+ * Payloads come from a small pool of random buffers (a fresh 1 MiB per connection and side
+ * would make the test, not the library, the largest user of memory); hashes still tell every
+ * pool entry apart, so a lost, cut or corrupted stream cannot match.
+ */
+const payloadPool = new Map<number, Buffer[]>()
+let payloadTurn = 0
+function payload(bytes: number): Buffer {
+  let pool = payloadPool.get(bytes)
+  if (pool === undefined) {
+    pool = Array.from({ length: 16 }, () => randomBytes(bytes))
+    payloadPool.set(bytes, pool)
+  }
+  return pool[payloadTurn++ % pool.length] as Buffer
+}
+
+function codeOf(error: unknown): string {
+  const code = (error as { code?: unknown } | undefined)?.code
+  return typeof code === 'string' ? code : String(error)
 }
 
 const gc = (globalThis as { gc?: () => void }).gc
@@ -84,24 +107,28 @@ function writeAll(duplex: WsDuplex, data: Buffer, chunkSize = 64 * 1024): Promis
 
 /** Server side of one exchange: send our bytes, read theirs, and end cleanly after their close. */
 function serve(duplex: WsDuplex, bytes: number, results: Outcome[]): void {
-  const payload = randomBytes(bytes)
-  const sentHash = sha256(payload)
-  duplex.on('error', () => {})
-  void Promise.all([readExactly(duplex, bytes), writeAll(duplex, payload)]).then(
+  const data = payload(bytes)
+  const sentHash = sha256(data)
+  let error: string | undefined
+  duplex.on('error', (e) => (error = codeOf(e)))
+  void Promise.all([readExactly(duplex, bytes), writeAll(duplex, data)]).then(
     ([receivedHash]) =>
       duplex.events.once('close', (info) =>
-        results.push({ sentHash, receivedHash, bytes, clean: info.wasClean })
+        results.push({ sentHash, receivedHash, bytes, clean: info.wasClean, error })
       ),
-    () => results.push({ sentHash, receivedHash: 'failed', bytes, clean: false })
+    (e: unknown) =>
+      results.push({ sentHash, receivedHash: 'failed', bytes, clean: false, error: codeOf(e) })
   )
 }
 
 /** Client side: send, read everything the server sends, then close (no half-close in WebSocket). */
 async function transfer(duplex: WsDuplex, bytes: number): Promise<Outcome> {
-  const payload = randomBytes(bytes)
-  const [receivedHash] = await Promise.all([readExactly(duplex, bytes), writeAll(duplex, payload)])
+  const data = payload(bytes)
+  let error: string | undefined
+  duplex.on('error', (e) => (error = codeOf(e)))
+  const [receivedHash] = await Promise.all([readExactly(duplex, bytes), writeAll(duplex, data)])
   const info = await duplex.close()
-  return { sentHash: sha256(payload), receivedHash, bytes, clean: info.wasClean }
+  return { sentHash: sha256(data), receivedHash, bytes, clean: info.wasClean, error }
 }
 
 async function exchange(url: string, bytes: number): Promise<Outcome> {
@@ -148,7 +175,7 @@ function bounded<T>(work: Promise<T>, what: string): Promise<T> {
 function verify(
   clients: Outcome[],
   servers: Outcome[]
-): { lost: number; corrupted: number; unclean: number } {
+): { lost: number; corrupted: number; unclean: number; errors: Record<string, number> } {
   const serverSent = new Set(servers.map((s) => s.sentHash))
   const serverReceived = new Set(servers.map((s) => s.receivedHash))
   let corrupted = 0
@@ -158,10 +185,19 @@ function verify(
   }
   const lost = Math.max(0, clients.length - servers.length)
   const unclean = clients.filter((c) => !c.clean).length + servers.filter((s) => !s.clean).length
-  return { lost, corrupted, unclean }
+  const errors: Record<string, number> = {}
+  for (const [side, outcomes] of [
+    ['client', clients],
+    ['server', servers]
+  ] as const) {
+    for (const { error } of outcomes) {
+      if (error !== undefined) errors[`${side} ${error}`] = (errors[`${side} ${error}`] ?? 0) + 1
+    }
+  }
+  return { lost, corrupted, unclean, errors }
 }
 
-async function loadPhase(): Promise<Record<string, number>> {
+async function loadPhase(): Promise<Record<string, number | string>> {
   const serverResults: Outcome[] = []
   const { server, url } = await startServer(BYTES, serverResults)
   const duplexes = await bounded(openMany(url, CONNECTIONS), 'opening the connections')
@@ -173,7 +209,7 @@ async function loadPhase(): Promise<Record<string, number>> {
   )
   const seconds = (performance.now() - started) / 1000
   await server.close()
-  const { lost, corrupted, unclean } = verify(clients, serverResults)
+  const { lost, corrupted, unclean, errors } = verify(clients, serverResults)
   return {
     connections: CONNECTIONS,
     bytesEachWay: BYTES,
@@ -181,7 +217,8 @@ async function loadPhase(): Promise<Record<string, number>> {
     aggregateMiBps: Number(((2 * CONNECTIONS * BYTES) / 2 ** 20 / seconds).toFixed(1)),
     lost,
     corrupted,
-    unclean
+    unclean,
+    errors: JSON.stringify(errors)
   }
 }
 
