@@ -309,6 +309,9 @@ export async function createServer(
     })
   if (ownsHttp) http.on('request', answerUpgradeRequired)
 
+  // Listen first: a listen error (EADDRINUSE) must only reject here, not also surface as an
+  // 'error' on a server object the caller never received.
+  if (ownsHttp) await listen(http, port, given.host)
   const server = new WsDuplexServer(http, ownsHttp, wss, {
     path: given.path,
     allowedOrigins: given.allowedOrigins === undefined ? undefined : new Set(given.allowedOrigins),
@@ -317,7 +320,6 @@ export async function createServer(
     duplexOptions: { ...duplexOptions }
   })
   if (onConnection !== undefined) server.on('connection', onConnection)
-  if (ownsHttp) await listen(http, port, given.host)
   return server
 }
 

@@ -38,4 +38,14 @@ describe('package', () => {
       }
     }
   })
+
+  it('runs every bin and prints the package version', async () => {
+    const pkg = JSON.parse(await readFile(new URL('package.json', root), 'utf8')) as PackageJson & {
+      version: string
+    }
+    for (const target of Object.values(pkg.bin)) {
+      const { stdout } = await run(process.execPath, [target, '--version'], { cwd: root })
+      expect(stdout.trim()).to.contain(pkg.version)
+    }
+  })
 })

@@ -544,6 +544,30 @@ describe('createServer', () => {
     })
   })
 
+  describe('listen errors', () => {
+    it('rejects with EADDRINUSE when the port is taken, and emits nothing else', async () => {
+      const first = await createServer({ port: 0, host: '127.0.0.1' })
+      cleanup.add(() => first.close())
+      const { port } = first.address() as AddressInfo
+      const uncaught: unknown[] = []
+      const onUncaught = (error: unknown): void => {
+        uncaught.push(error)
+      }
+      process.on('uncaughtException', onUncaught)
+      cleanup.add(() => {
+        process.off('uncaughtException', onUncaught)
+      })
+      const error = await createServer({ port, host: '127.0.0.1' }).then(
+        () => undefined,
+        (e: unknown) => e
+      )
+      expect(error).to.include({ code: 'EADDRINUSE' })
+      // Give any stray 'error' re-emit its turn of the loop before checking none came.
+      await new Promise((resolve) => setImmediate(resolve))
+      expect(uncaught).to.deep.equal([])
+    })
+  })
+
   describe('option port', () => {
     it('rejects -1 with a RangeError naming it', async () => {
       const error = await rejectionOf(createServer({ host: '127.0.0.1', port: -1 }))

@@ -1,0 +1,28 @@
+#!/usr/bin/env node
+/**
+ * The `ws-duplex` executable: runs main() on the process's stdio and sets the exit status.
+ * SIGINT / SIGTERM close every connection gracefully (1001) and exit with 130 / 143; a second
+ * signal exits at once.
+ */
+import { main } from './cli.js'
+
+const signals = { SIGINT: 130, SIGTERM: 143 } as const
+const interrupt = new AbortController()
+
+function onSignal(signal: keyof typeof signals): void {
+  if (interrupt.signal.aborted) process.exit(signals[signal])
+  interrupt.abort(signal)
+}
+
+for (const signal of Object.keys(signals) as (keyof typeof signals)[]) process.on(signal, onSignal)
+
+process.exitCode = await main(process.argv.slice(2), {
+  stdin: process.stdin,
+  stdout: process.stdout,
+  stderr: process.stderr,
+  env: process.env,
+  stderrIsTTY: process.stderr.isTTY === true,
+  signal: interrupt.signal
+})
+
+for (const signal of Object.keys(signals) as (keyof typeof signals)[]) process.off(signal, onSignal)
