@@ -78,7 +78,7 @@ export class WsDuplex
   #pingSequence = 0
   #readFace: 'stream' | 'source' | undefined
   #writeFace: 'stream' | 'sink' | undefined
-  #sinkWriting = false
+  #sinkWaiter: { resolve: () => void; reject: (error: Error) => void } | undefined
   #source: AsyncIterable<Uint8Array> | undefined
   #sink: ((source: Source<SinkChunk>) => Promise<void>) | undefined
 
@@ -185,18 +185,28 @@ export class WsDuplex
     await drainSource(this.#sinkWriter(), source)
   }
 
+  /**
+   * The sink owns the write face (mixing is refused), so it feeds the send queue directly
+   * instead of through Writable.write(): a length-prefixed message is two chunks, and the
+   * Writable machinery per chunk cost more than the framing. Backpressure is the same high
+   * water mark over the same queued and in-flight bytes.
+   */
   #sinkWriter(): ChunkWriter {
     return {
       write: (chunk) => {
         if (this.destroyed || this.writableEnded) throw this.#fatal ?? closedError()
-        this.#sinkWriting = true
-        try {
-          return super.write(chunk)
-        } finally {
-          this.#sinkWriting = false
+        const state = this.#seam.state
+        if (state !== 'open' && state !== 'connecting') {
+          throw this.#fatal ?? closedError(this.#closeInfo?.code ?? this.#sentCloseCode)
         }
+        this.#queue.push(asBuffer(chunk))
+        return this.#opened && this.#queue.pendingBytes < this.writableHighWaterMark
       },
-      drained: () => this.#drained(),
+      drained: () =>
+        new Promise<void>((resolve, reject) => {
+          this.#sinkWaiter = { resolve, reject }
+          this.#wakeSink()
+        }),
       finish: async () => {
         if (!this.writableEnded) this.end()
         await finished(this, { readable: false })
@@ -207,17 +217,17 @@ export class WsDuplex
     }
   }
 
-  #drained(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const settle = (): void => {
-        this.off('drain', settle)
-        this.off('close', settle)
-        if (this.destroyed) reject(this.errored ?? this.#fatal ?? closedError())
-        else resolve()
-      }
-      this.on('drain', settle)
-      this.on('close', settle)
-    })
+  /** Lets a waiting sink go on once the queue is under the mark, or fails it. */
+  #wakeSink(failure?: Error): void {
+    const waiter = this.#sinkWaiter
+    if (waiter === undefined) return
+    if (failure !== undefined) {
+      this.#sinkWaiter = undefined
+      waiter.reject(failure)
+    } else if (this.#opened && this.#queue.pendingBytes < this.writableHighWaterMark) {
+      this.#sinkWaiter = undefined
+      waiter.resolve()
+    }
   }
 
   // -------------------------------------------------------------- the Duplex face: writing
@@ -229,7 +239,7 @@ export class WsDuplex
     encoding?: BufferEncoding | WriteCallback,
     callback?: WriteCallback
   ): boolean {
-    if (this.#writeFace === 'sink' && !this.#sinkWriting) {
+    if (this.#writeFace === 'sink') {
       throw new WsDuplexError(
         'ERR_FACE_CONFLICT',
         '`write()` cannot be used while `sink()` is in use'
@@ -285,6 +295,7 @@ export class WsDuplex
     }
     this.#flushedSinceCheck = true
     this.#releaseHeldWrite()
+    this.#wakeSink()
     this.#maybeFinish()
   }
 
@@ -458,6 +469,7 @@ export class WsDuplex
     this.#stopTimers()
     const failure = error ?? closedError(this.#closeInfo?.code)
     this.#failHeldCallbacks(failure)
+    this.#wakeSink(failure)
     this.#rejectPings(failure)
     if (this.#closeInfo !== undefined) {
       callback(error)
@@ -483,6 +495,7 @@ export class WsDuplex
     this.#keepAlive?.start()
     this.#events?.emit('open')
     this.#releaseHeldWrite()
+    this.#wakeSink()
     this.#maybeFinish()
   }
 
@@ -595,6 +608,7 @@ export class WsDuplex
     const info: CloseInfo = { code, reason, wasClean: error === undefined && receivedCloseFrame }
     this.#closeInfo = info
     this.#rejectPings(closedError(code))
+    this.#wakeSink(error ?? closedError(code))
     this.#events?.emit('close', info)
     const waiters = this.#closeWaiters
     this.#closeWaiters = undefined
@@ -682,6 +696,13 @@ function destroyAfterEnd(this: WsDuplex): void {
 }
 
 function ignoreSendResult(): void {}
+
+/** A Buffer view of the same bytes (no copy), as ws and the send queue take Buffers. */
+function asBuffer(chunk: Uint8Array): Buffer {
+  return Buffer.isBuffer(chunk)
+    ? chunk
+    : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+}
 
 /**
  * Whether a destroy() reason is a real failure (the peer gets 1011) or the consumer just
