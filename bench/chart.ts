@@ -33,6 +33,7 @@ export interface Results {
     node: string
     cpu: string
     memoryGiB: number
+    wsDuplex: string
     durationS: number
     impls: string[]
     baselines: string[]
@@ -99,8 +100,8 @@ function panel(title: string, gs: Group[], impls: string[], y0: number, width: n
   const logs = gs.flatMap((g) =>
     g.bars.flatMap((b) => (b.ratio === null ? [] : [Math.log2(b.ratio)]))
   )
-  const lo = Math.max(-6, Math.min(-1, Math.floor(Math.min(0, ...logs))))
-  const hi = Math.min(6, Math.max(1, Math.ceil(Math.max(0, ...logs))))
+  const lo = Math.max(-8, Math.min(-1, Math.floor(Math.min(0, ...logs))))
+  const hi = Math.min(8, Math.max(1, Math.ceil(Math.max(0, ...logs))))
   const top = y0 + 28
   const y = (l: number): number => top + ((hi - Math.max(lo, Math.min(hi, l))) / (hi - lo)) * plotH
   out.push(`<text x="${left}" y="${y0 + 14}" class="h">${esc(title)}</text>`)
@@ -150,7 +151,7 @@ export function renderChart(r: Results): string {
     r.results.filter((x) => x.better === 'lower'),
     impls
   )
-  const width = Math.max(720, 80 + Math.max(higher.length, lower.length) * (impls.length * 12 + 16))
+  const width = Math.max(880, 80 + Math.max(higher.length, lower.length) * (impls.length * 12 + 16))
   const panels: [string, Group[]][] = [
     [`Throughput: value ÷ ${BASE}'s`, higher],
     [`Latency and memory: ${BASE}'s ÷ value`, lower]
@@ -170,8 +171,8 @@ export function renderChart(r: Results): string {
     `<rect width="${width}" height="${height}" fill="#fff"/>`,
     `<text x="16" y="24" class="t">ws-duplex benchmark: each implementation relative to ws used directly (log scale, taller is better)</text>`,
     `<text x="16" y="42" class="m">${esc(
-      `${r.meta.smoke ? 'SMOKE RUN (tiny sizes, not a measurement) · ' : ''}medians of ${r.meta.repeats} interleaved repeat(s) · ` +
-        `node ${r.meta.node} · ${r.meta.cpu} · ${r.meta.date.slice(0, 10)} · client and server in separate processes on 127.0.0.1`
+      `${r.meta.smoke ? 'SMOKE RUN (tiny sizes, not a measurement) · ' : ''}median of ${r.meta.repeats} interleaved run(s) · ` +
+        `node ${r.meta.node} · ${r.meta.cpu.slice(0, 24)} · ${r.meta.date.slice(0, 10)} · client, server: 2 processes`
     )}</text>`
   ]
   let lx = 16

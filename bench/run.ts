@@ -7,8 +7,8 @@
  *   node --import tsx bench/run.ts [--smoke] [--only=workload,...] [--impl=a,b] [--repeats=N]
  *                                  [--out=file.json]
  */
-import { fork, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
+import { execFileSync, fork, type ChildProcess } from 'node:child_process'
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { renderChart, type Results, type ResultRow, type Trial } from './chart.js'
@@ -87,14 +87,21 @@ function listImpls(): string[] {
 
 function selectWorkloads(all: Workload[], only: string[] | undefined): Workload[] {
   if (only === undefined) return all
-  const picked = all.filter((w) => only.some((o) => w.name === o || w.name.startsWith(`${o}-`)))
-  const unknown = only.filter((o) => !all.some((w) => w.name === o || w.name.startsWith(`${o}-`)))
+  // An exact name picks that workload; otherwise a prefix picks a group ("fanout": fanout-*).
+  const matches = (o: string): Workload[] => {
+    const exact = all.filter((w) => w.name === o)
+    return exact.length > 0 ? exact : all.filter((w) => w.name.startsWith(`${o}-`))
+  }
+  const unknown = only.filter((o) => matches(o).length === 0)
   if (unknown.length > 0) throw new Error(`unknown workload(s): ${unknown.join(', ')}`)
-  return picked
+  const picked = new Set(only.flatMap(matches))
+  return all.filter((w) => picked.has(w))
 }
 
 // ---------------------------------------------------------------------------------------------
 // Child processes
+
+const childArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
 
 class Child {
   readonly proc: ChildProcess
@@ -106,7 +113,8 @@ class Child {
 
   constructor() {
     this.proc = fork(here('./child.ts'), [], {
-      execArgv: ['--import', 'tsx', '--expose-gc'],
+      // BENCH_NODE_ARGS adds node flags to every child, e.g. "--cpu-prof --cpu-prof-dir=prof".
+      execArgv: ['--import', 'tsx', '--expose-gc', ...childArgs],
       stdio: ['ignore', 'pipe', 'pipe', 'ipc']
     })
     const keep = (data: Buffer): void => {
@@ -307,6 +315,21 @@ function report(rows: ResultRow[], impls: string[], ws: Workload[], repeats: num
   return parts.join('\n')
 }
 
+/** Which ws-duplex was measured: the commit, whether the tree was dirty, when dist/ was built. */
+function version(): string {
+  const git = (...args: string[]): string => {
+    try {
+      return execFileSync('git', args, { cwd: here('..'), encoding: 'utf8' }).trim()
+    } catch {
+      return '?'
+    }
+  }
+  const dirty = git('status', '--porcelain', '--', 'lib') === '' ? '' : ' (lib/ modified)'
+  const dist = here('../dist/index.js')
+  const built = existsSync(dist) ? statSync(dist).mtime.toISOString() : 'missing'
+  return `${git('rev-parse', '--short', 'HEAD')}${dirty}, dist built ${built}`
+}
+
 // ---------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
@@ -334,6 +357,8 @@ async function main(): Promise<void> {
     `ws-duplex bench${opts.smoke ? ' (smoke)' : ''}: ${ws.length} workloads × ${impls.length} impls × ${repeats} repeats = ${total} trials`
   )
   const started = Date.now()
+  const measured = version()
+  console.log(`ws-duplex: ${measured}`)
   const trials: Trial[] = []
   let n = 0
   let stopping = false
@@ -370,6 +395,7 @@ async function main(): Promise<void> {
       node: process.version,
       cpu: `${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}`,
       memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+      wsDuplex: measured,
       durationS: Math.round((Date.now() - started) / 1000),
       impls,
       baselines: [...BASELINES],

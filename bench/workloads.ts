@@ -372,14 +372,19 @@ export async function serve(w: Workload, impl: Impl, peer: Peer): Promise<Servin
     let tEnd = 0
     progress = () => `${count} of ${w.messages} messages`
     onConnection = (conn) => {
-      const settle = (err?: unknown): void => {
+      let grace: NodeJS.Timeout | undefined
+      const settle = (err?: unknown, late?: string): void => {
+        if (grace === undefined && count >= w.messages && late === undefined) return // reported
+        clearTimeout(grace)
         const problem =
           badLength > 0
             ? `${badLength} messages had the wrong length`
             : count !== w.messages
               ? `received ${count} of ${w.messages} messages`
               : v.problem()
-        const error = [problem, err === undefined ? undefined : errorText(err)].filter(Boolean)
+        const error = [problem, late, err === undefined ? undefined : errorText(err)].filter(
+          (e) => e !== undefined
+        )
         finish({
           ok: error.length === 0,
           error: error.length > 0 ? error.join('; ') : undefined,
@@ -390,7 +395,13 @@ export async function serve(w: Workload, impl: Impl, peer: Peer): Promise<Servin
         .receiveMessages((message) => {
           if (message.byteLength !== w.messageSize) badLength++
           v.push(message)
-          if (++count === w.messages) tEnd = nowUs()
+          if (++count === w.messages) {
+            tEnd = nowUs()
+            grace = setTimeout(() => {
+              grace = undefined
+              settle(undefined, `connection still open ${END_GRACE_MS} ms after the last message`)
+            }, END_GRACE_MS)
+          }
         })
         .then(() => settle(), settle)
     }
@@ -508,8 +519,10 @@ export function drive(w: Workload, impl: Impl, port: number, peer: Peer): Drivin
       const messages = function* (): Generator<Buffer> {
         for (let i = 0; i < w.messages; i++) yield slice(i * w.messageSize, w.messageSize)
       }
+      progress = () => 'sending'
       const tStart = nowUs()
       await conn.sendMessages(messages())
+      progress = () => 'all sent'
       return { tStart }
     }
     if (w.kind === 'rtt') return rtt(w, await impl.connect(port), (p) => (progress = p))
