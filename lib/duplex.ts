@@ -11,7 +11,7 @@ import { WebSocket } from 'ws'
 import { CloseCode, assertCloseArguments, isCleanCloseCode } from './close-codes.js'
 import { WsDuplexError } from './errors.js'
 import { DuplexEvents, type CloseInfo } from './events.js'
-import { drainSource, type ChunkWriter, type SinkChunk } from './iterable.js'
+import { drainSource, SourceQueue, type ChunkWriter, type SinkChunk } from './iterable.js'
 import { KeepAlive } from './keepalive.js'
 import { normalizeOptions, type NormalizedOptions, type WsDuplexOptions } from './options.js'
 import { SendQueue, type FrameSink } from './send-queue.js'
@@ -31,6 +31,9 @@ interface PendingPing {
 
 /** RFC 6455 §5.5: control frames, pings included, carry at most 125 bytes. */
 const MAX_PING_BYTES = 125
+
+/** Internal: told when the connection is over (createServer() keeps its live set with it). */
+export const kOnConnectionClosed = Symbol('ws-duplex.onConnectionClosed')
 
 // Set by the static block in WsDuplex, which alone may touch its private members.
 let socketHandler: SocketHandler<WsDuplex>
@@ -79,8 +82,12 @@ export class WsDuplex
   #readFace: 'stream' | 'source' | undefined
   #writeFace: 'stream' | 'sink' | undefined
   #sinkWaiter: { resolve: () => void; reject: (error: Error) => void } | undefined
-  #source: AsyncIterable<Uint8Array> | undefined
-  #sink: ((source: Source<SinkChunk>) => Promise<void>) | undefined
+  #source: SourceQueue | undefined
+  /** The readable side was ended after a clean close. */
+  #readEnded = false
+  #sink: ((source: Source<SinkChunk>) => Promise<void>) | undefined;
+  /** @internal */
+  [kOnConnectionClosed]: ((duplex: WsDuplex) => void) | undefined
 
   /**
    * @param socket a `ws` WebSocket, client or server side, CONNECTING or OPEN. WsDuplex takes
@@ -149,18 +156,28 @@ export class WsDuplex
       )
     }
     this.#readFace = 'source'
-    let started = false
-    const iterate = (): AsyncIterator<Uint8Array> => super[Symbol.asyncIterator]()
-    this.#source = {
-      [Symbol.asyncIterator]: () => {
-        if (started) {
-          throw new WsDuplexError('ERR_FACE_CONFLICT', '`source` can be iterated only once')
+    // The source owns the read face, so frames go to its own bounded queue rather than
+    // through the Readable buffer (which copies when it hands out several at once).
+    const source = new SourceQueue(
+      {
+        resumeReading: () => {
+          if (this.#seam.isPaused) this.#seam.resume()
+        },
+        abandon: (error) => {
+          this.destroy(error)
         }
-        started = true
-        return iterate()
-      }
-    }
-    return this.#source
+      },
+      this.readableHighWaterMark
+    )
+    this.#source = source
+    // Errors reach source users through the iterator (and sink()); an 'error' event nobody
+    // listens to must not also crash the process.
+    this.on('error', ignoreError)
+    for (let chunk: Buffer | null; (chunk = super.read() as Buffer | null) !== null;)
+      source.push(chunk)
+    if (this.#readEnded) source.end()
+    else if (this.#fatal !== undefined && this.#closeInfo !== undefined) this.#maybeSurfaceFatal()
+    return source
   }
 
   /**
@@ -470,6 +487,7 @@ export class WsDuplex
     const failure = error ?? closedError(this.#closeInfo?.code)
     this.#failHeldCallbacks(failure)
     this.#wakeSink(failure)
+    this.#source?.fail(failure)
     this.#rejectPings(failure)
     if (this.#closeInfo !== undefined) {
       callback(error)
@@ -504,7 +522,8 @@ export class WsDuplex
     if (this.#fatal !== undefined || this.destroyed) return
     if (!isBinary && this.#refuseText(data)) return
     if (data.length === 0) return
-    if (!this.push(data) && this.#sentCloseCode === undefined) this.#seam.pause()
+    const accepted = this.#source !== undefined ? this.#source.push(data) : this.push(data)
+    if (!accepted && this.#sentCloseCode === undefined) this.#seam.pause()
   }
 
   #onPong(data: Buffer): void {
@@ -583,6 +602,12 @@ export class WsDuplex
    */
   #maybeSurfaceFatal(): void {
     if (this.#fatal === undefined || this.#closeInfo === undefined || this.destroyed) return
+    if (this.#source !== undefined) {
+      // The source throws it once its queued frames are read.
+      this.#source.fail(this.#fatal)
+      this.destroy(this.#fatal)
+      return
+    }
     const writerBlocked = this.#heldWrite !== undefined || this.#heldFinal !== undefined
     if (this.readableLength === 0 || writerBlocked) this.destroy(this.#fatal)
   }
@@ -609,6 +634,7 @@ export class WsDuplex
     this.#closeInfo = info
     this.#rejectPings(closedError(code))
     this.#wakeSink(error ?? closedError(code))
+    this[kOnConnectionClosed]?.(this)
     this.#events?.emit('close', info)
     const waiters = this.#closeWaiters
     this.#closeWaiters = undefined
@@ -637,8 +663,14 @@ export class WsDuplex
     this.#heldFinal = undefined
     write?.()
     final?.()
+    this.#readEnded = true
     this.push(null)
     if (!this.writableFinished) this.once('end', destroyAfterEnd)
+    if (this.#source !== undefined) {
+      this.#source.end()
+      // Nobody reads the Readable in source mode: let it emit 'end' so the stream can close.
+      super.read(0)
+    }
   }
 
   /** EOF only after a clean close (RFC 6455 §7.1.4, §7.4.1); anything else is an error. */
@@ -696,6 +728,8 @@ function destroyAfterEnd(this: WsDuplex): void {
 }
 
 function ignoreSendResult(): void {}
+
+function ignoreError(): void {}
 
 /** A Buffer view of the same bytes (no copy), as ws and the send queue take Buffers. */
 function asBuffer(chunk: Uint8Array): Buffer {

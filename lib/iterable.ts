@@ -4,6 +4,7 @@
  */
 import type { Source } from 'it-stream-types'
 import type { Uint8ArrayList } from 'uint8arraylist'
+import { WsDuplexError } from './errors.js'
 
 export type SinkChunk = Uint8Array | Uint8ArrayList
 
@@ -39,3 +40,117 @@ export async function drainSource(writer: ChunkWriter, source: Source<SinkChunk>
   }
   await writer.finish()
 }
+
+/** What the source queue needs from its owner. */
+export interface SourceOwner {
+  /** The queue fell under the high water mark: reading may resume. */
+  resumeReading(): void
+  /** The consumer stopped early (`break`) or threw into the iterator: release the stream. */
+  abandon(error?: Error): void
+}
+
+/**
+ * The bytes for the `source` face: a bounded queue the socket fills and one consumer drains.
+ * Frames are handed on as they came (views, never concatenated), and a ready frame costs no
+ * more than one resolved promise.
+ */
+export class SourceQueue implements AsyncIterator<Uint8Array>, AsyncIterable<Uint8Array> {
+  readonly #owner: SourceOwner
+  readonly #highWaterMark: number
+  #chunks: Buffer[] = []
+  #head = 0
+  #queuedBytes = 0
+  #ended = false
+  #error: Error | undefined
+  #waiter:
+    | { resolve: (result: IteratorResult<Uint8Array>) => void; reject: (error: Error) => void }
+    | undefined
+  #iterated = false
+
+  constructor(owner: SourceOwner, highWaterMark: number) {
+    this.#owner = owner
+    this.#highWaterMark = highWaterMark
+  }
+
+  get queuedBytes(): number {
+    return this.#queuedBytes
+  }
+
+  /** Adds a frame; false means the queue is at the mark and the socket should pause. */
+  push(chunk: Buffer): boolean {
+    const waiter = this.#waiter
+    if (waiter !== undefined) {
+      this.#waiter = undefined
+      waiter.resolve({ value: chunk, done: false })
+      return true
+    }
+    this.#chunks.push(chunk)
+    this.#queuedBytes += chunk.length
+    return this.#queuedBytes < this.#highWaterMark
+  }
+
+  /** A clean end: the consumer gets every queued frame, then `done`. */
+  end(): void {
+    this.#ended = true
+    this.#settleWaiter()
+  }
+
+  /** A fatal error: thrown once the queued frames are consumed (a clean end already seen wins). */
+  fail(error: Error): void {
+    if (this.#ended) return
+    this.#error ??= error
+    this.#settleWaiter()
+  }
+
+  next(): Promise<IteratorResult<Uint8Array>> {
+    if (this.#head < this.#chunks.length) {
+      const chunk = this.#chunks[this.#head] as Buffer
+      this.#chunks[this.#head++] = EMPTY
+      if (this.#head === this.#chunks.length) {
+        this.#chunks = []
+        this.#head = 0
+      }
+      const wasFull = this.#queuedBytes >= this.#highWaterMark
+      this.#queuedBytes -= chunk.length
+      if (wasFull && this.#queuedBytes < this.#highWaterMark) this.#owner.resumeReading()
+      return Promise.resolve({ value: chunk, done: false })
+    }
+    if (this.#error !== undefined) return Promise.reject(this.#error)
+    if (this.#ended) return Promise.resolve({ value: undefined, done: true })
+    return new Promise((resolve, reject) => {
+      this.#waiter = { resolve, reject }
+    })
+  }
+
+  return(): Promise<IteratorResult<Uint8Array>> {
+    if (!this.#ended && this.#error === undefined) this.#owner.abandon()
+    this.#ended = true
+    this.#chunks = []
+    return Promise.resolve({ value: undefined, done: true })
+  }
+
+  throw(error?: unknown): Promise<IteratorResult<Uint8Array>> {
+    this.#owner.abandon(error instanceof Error ? error : new Error(String(error)))
+    this.#ended = true
+    this.#chunks = []
+    return Promise.resolve({ value: undefined, done: true })
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    if (this.#iterated) {
+      throw new WsDuplexError('ERR_FACE_CONFLICT', '`source` can be iterated only once')
+    }
+    this.#iterated = true
+    return this
+  }
+
+  #settleWaiter(): void {
+    const waiter = this.#waiter
+    if (waiter === undefined) return
+    this.#waiter = undefined
+    if (this.#error !== undefined) waiter.reject(this.#error)
+    else waiter.resolve({ value: undefined, done: true })
+  }
+}
+
+const EMPTY = Buffer.alloc(0)

@@ -147,10 +147,19 @@ function keepAliveOption(value: unknown): NormalizedKeepAlive | undefined {
   })
 }
 
-/** Validates the WsDuplex options and returns a new, frozen object with every default filled. */
+/** Objects this module made: a server normalises once and hands the result to every connection. */
+const normalized = new WeakSet<object>()
+
+/**
+ * Validates the WsDuplex options and returns a new, frozen object with every default filled
+ * (or the same object, when it came from here already).
+ */
 export function normalizeOptions(options: unknown): NormalizedOptions {
+  if (typeof options === 'object' && options !== null && normalized.has(options)) {
+    return options as NormalizedOptions
+  }
   const given = objectOption('options', options)
-  return Object.freeze({
+  const result: NormalizedOptions = Object.freeze({
     text: oneOfOption<TextPolicy>('text', given.text, ['error', 'ignore', 'bytes'], DEFAULTS.text),
     maxFrameSize: integerOption(
       'maxFrameSize',
@@ -176,6 +185,8 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
       2 ** 30
     )
   })
+  normalized.add(result)
+  return result
 }
 
 /** The WsDuplex option names, so `connect()` and `createServer()` can split them from the rest. */

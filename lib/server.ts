@@ -15,12 +15,13 @@ import type { AddressInfo } from 'node:net'
 import type { Duplex as NodeDuplex } from 'node:stream'
 import { WebSocketServer, type ServerOptions as WsServerOptions, type WebSocket } from 'ws'
 import { CloseCode } from './close-codes.js'
-import { WsDuplex } from './duplex.js'
+import { kOnConnectionClosed, WsDuplex } from './duplex.js'
 import {
   DEFAULTS,
   integerOption,
   normalizeOptions,
   objectOption,
+  type NormalizedOptions,
   splitDuplexOptions,
   timeoutOption,
   type WsDuplexOptions
@@ -102,7 +103,7 @@ interface NormalizedServerOptions {
   readonly allowedOrigins: ReadonlySet<string> | undefined
   readonly maxConnections: number
   readonly verifyClient: ServerOptions['verifyClient']
-  readonly duplexOptions: WsDuplexOptions
+  readonly duplexOptions: NormalizedOptions
 }
 
 /** A WebSocket server whose connections are WsDuplex streams. Also an async iterable of them. */
@@ -175,6 +176,10 @@ export class WsDuplexServer extends EventEmitter<WsDuplexServerEvents> {
     return queue
   }
 
+  readonly #forget = (duplex: WsDuplex): void => {
+    this.#connections.delete(duplex)
+  }
+
   readonly #onHttpError = (error: Error): void => {
     this.emit('error', error)
   }
@@ -244,7 +249,8 @@ export class WsDuplexServer extends EventEmitter<WsDuplexServerEvents> {
     socket.off('error', ignoreSocketError)
     const duplex = new WsDuplex(ws, this.#options.duplexOptions)
     this.#connections.add(duplex)
-    duplex.events.once('close', () => this.#connections.delete(duplex))
+    // One callback per server, not a listener and closure per connection.
+    duplex[kOnConnectionClosed] = this.#forget
     for (const queue of this.#iterators) queue.push(duplex)
     this.emit('connection', duplex, request)
   }
@@ -317,7 +323,7 @@ export async function createServer(
     allowedOrigins: given.allowedOrigins === undefined ? undefined : new Set(given.allowedOrigins),
     maxConnections,
     verifyClient: given.verifyClient,
-    duplexOptions: { ...duplexOptions }
+    duplexOptions: normalizedDuplex
   })
   if (onConnection !== undefined) server.on('connection', onConnection)
   return server

@@ -4,9 +4,9 @@ import fc from 'fast-check'
 import { pipe } from 'it-pipe'
 import * as lp from 'it-length-prefixed'
 import { Uint8ArrayList } from 'uint8arraylist'
-import { connect, createServer, WsDuplexError, type WsDuplex } from '../lib/index.js'
+import { connect, createServer, WsDuplex, WsDuplexError } from '../lib/index.js'
 import { Opcode, startRawServer } from './helpers/raw-peer.js'
-import { Cleanup, openDuplex, patternBytes } from './helpers/servers.js'
+import { Cleanup, openDuplex, patternBytes, startWsServer } from './helpers/servers.js'
 import { collect, onceWithin, withTimeout } from './helpers/wait.js'
 
 const cleanup = new Cleanup()
@@ -96,7 +96,7 @@ describe('WsDuplex source / sink', () => {
       const sinking = duplex.sink(source())
       sinking.catch(() => {})
       await withTimeout(stalled, 8000, 'the sink to stall')
-      expect(pulled, "far less than the 64 MiB offered").to.be.below(32 * 1024 * 1024)
+      expect(pulled, 'far less than the 64 MiB offered').to.be.below(32 * 1024 * 1024)
       peer.resume()
       const got = await peer.readUntilClose(20_000)
       expect(got.data.length).to.equal(1024 * chunk.length)
@@ -147,6 +147,52 @@ describe('WsDuplex source / sink', () => {
         (e: unknown) => e
       )
       expect(error).to.include({ code: 'ERR_PEER_CLOSED_WITH_ERROR', closeCode: 1011 })
+    })
+
+    it('pauses the socket when the consumer falls behind, then delivers every byte', async () => {
+      const { url, nextSocket } = await startWsServer(cleanup)
+      const duplex = await openDuplex(cleanup, url, { readableHighWaterMark: 64 * 1024 })
+      const sender = new WsDuplex(await nextSocket())
+      const payload = patternBytes(8 * 1024 * 1024)
+      sender.end(payload)
+      const iterator = duplex.source[Symbol.asyncIterator]()
+      const first = await withTimeout(iterator.next(), 2000, 'the first chunk')
+      await withTimeout(
+        new Promise<void>((resolve) => {
+          const check = (): void => (duplex.socket.isPaused ? resolve() : void setTimeout(check, 5))
+          check()
+        }),
+        3000,
+        'the socket to pause'
+      )
+      const chunks = [first.value as Uint8Array]
+      for (;;) {
+        const next = await withTimeout(iterator.next(), 5000, 'a chunk')
+        if (next.done === true) break
+        chunks.push(next.value)
+      }
+      expect(Buffer.concat(chunks).equals(payload)).to.equal(true)
+    })
+
+    it('delivers the bytes before a text frame, then throws ERR_TEXT_FRAME', async () => {
+      const raw = await startRawServer()
+      cleanup.add(() => raw.close())
+      const duplex = await openDuplex(cleanup, raw.url)
+      const peer = await raw.nextPeer()
+      peer.sendBinary(Buffer.from('kept'))
+      peer.sendText('refused')
+      const chunks: Uint8Array[] = []
+      const reading = (async () => {
+        for await (const chunk of duplex.source) chunks.push(chunk)
+      })()
+      expect((await peer.readUntilClose()).close?.code).to.equal(1003)
+      peer.sendClose(1003)
+      const error = await withTimeout(reading, 3000, 'the source').then(
+        () => undefined,
+        (e: unknown) => e
+      )
+      expect(error).to.include({ code: 'ERR_TEXT_FRAME', closeCode: 1003 })
+      expect(Buffer.concat(chunks).toString()).to.equal('kept')
     })
 
     it('breaking out gives the peer 1000', async () => {
