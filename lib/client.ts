@@ -75,7 +75,7 @@ export async function connect(url: string | URL, options?: ConnectOptions): Prom
     const cleanup = (): void => {
       clearTimeout(timer)
       signal?.removeEventListener('abort', onAbort)
-      duplex.events.off('open', onOpen)
+      socket.off('open', onOpen)
       duplex.off('error', onError)
     }
     const giveUp = (error: WsDuplexError): void => {
@@ -102,7 +102,9 @@ export async function connect(url: string | URL, options?: ConnectOptions): Prom
         ),
       timeoutMs
     )
-    duplex.events.on('open', onOpen)
+    // The socket's own 'open': the duplex registered first, so it has already seen it, and
+    // its events emitter is not created just for this (memory per idle connection counts).
+    socket.on('open', onOpen)
     duplex.on('error', onError)
     signal?.addEventListener('abort', onAbort, { once: true })
   })
