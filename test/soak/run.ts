@@ -28,6 +28,14 @@ const CONNECTIONS = Number(values.connections ?? (quick ? 100 : 1000))
 const BYTES = Number(values.bytes ?? (quick ? 256 * 1024 : 1024 * 1024))
 const CYCLES = Number(values.cycles ?? (quick ? 1000 : 10_000))
 const PHASE_LIMIT_MS = quick ? 120_000 : 900_000
+/**
+ * The load phase's clients close while their last bytes may still sit in the kernel's socket
+ * buffers (a few MiB each way on loopback), and the close frame waits behind them. With 1,000
+ * saturated connections the server drains ~1,000 MiB at ~150 MiB/s, so an honest close can take
+ * ~7 s, longer than the 5 s default, which is sized for a peer that stops answering. Raise it
+ * here as a user running this many saturated connections should (README, `closeTimeout`).
+ */
+const LOAD_CLOSE_TIMEOUT_MS = 30_000
 const WARMUP_CYCLES = 1000
 
 interface Outcome {
@@ -143,7 +151,8 @@ async function openMany(url: string, count: number, parallel = 100): Promise<WsD
   const opened: WsDuplex[] = []
   for (let start = 0; start < count; start += parallel) {
     const batch = Math.min(parallel, count - start)
-    opened.push(...(await Promise.all(Array.from({ length: batch }, () => connect(url)))))
+    const open = (): Promise<WsDuplex> => connect(url, { closeTimeout: LOAD_CLOSE_TIMEOUT_MS })
+    opened.push(...(await Promise.all(Array.from({ length: batch }, open))))
   }
   return opened
 }
