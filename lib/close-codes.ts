@@ -18,6 +18,8 @@ export const CloseCode = {
 /** RFC 6455 §5.5.1: a control frame payload is at most 125 bytes, 2 of them the code. */
 export const MAX_CLOSE_REASON_BYTES = 123
 
+const utf8 = new TextEncoder()
+
 /**
  * Codes an endpoint may put in a close frame. 1004, 1005, 1006 and 1015 are reserved and must
  * not be sent (§7.4.1); 1012-1014 are registered with IANA; 3000-4999 belong to libraries and
@@ -55,7 +57,7 @@ export function assertCloseArguments(code: unknown, reason: unknown): void {
       `Expected \`reason\` to be a string, got \`${String(reason)}\` (${typeof reason})`
     )
   }
-  const bytes = Buffer.byteLength(reason)
+  const bytes = utf8.encode(reason).length
   if (bytes > MAX_CLOSE_REASON_BYTES) {
     throw new RangeError(
       `Expected \`reason\` to be at most ${MAX_CLOSE_REASON_BYTES} bytes of UTF-8, got ${bytes}`

@@ -34,6 +34,10 @@ export type WsDuplexErrorCode =
   | 'ERR_ABORTED'
   /** The socket failed while sending (the peer vanished mid-write). */
   | 'ERR_SEND_FAILED'
+  /** Over a WHATWG WebSocket (cannot pause): the reader fell `maxReadBuffer` bytes behind. */
+  | 'ERR_READ_OVERFLOW'
+  /** Something the WebSocket cannot do: ping() or keepAlive over a WHATWG WebSocket. */
+  | 'ERR_UNSUPPORTED'
 
 export interface WsDuplexErrorDetails {
   /** The close code of the close frame involved, sent or received (1006 when there was none). */

@@ -10,7 +10,8 @@ export {
   type WsDuplexServerEvents
 } from './server.js'
 export { WsDuplexError, type WsDuplexErrorCode, type WsDuplexErrorDetails } from './errors.js'
-export type { WsDuplexEvents, ClosingInfo, CloseInfo, DuplexEvents } from './events.js'
+export type { WsDuplexEvents, ClosingInfo, CloseInfo } from './events.js'
+export type { DuplexEvents } from './duplex-events.js'
 export type { WsDuplexOptions, KeepAliveOptions, TextPolicy } from './options.js'
 export type { SinkChunk } from './iterable.js'
 export { CloseCode, isSendableCloseCode } from './close-codes.js'

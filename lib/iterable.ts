@@ -57,7 +57,7 @@ export interface SourceOwner {
 export class SourceQueue implements AsyncIterator<Uint8Array>, AsyncIterable<Uint8Array> {
   readonly #owner: SourceOwner
   readonly #highWaterMark: number
-  #chunks: Buffer[] = []
+  #chunks: Uint8Array[] = []
   #head = 0
   #queuedBytes = 0
   #ended = false
@@ -77,7 +77,7 @@ export class SourceQueue implements AsyncIterator<Uint8Array>, AsyncIterable<Uin
   }
 
   /** Adds a frame; false means the queue is at the mark and the socket should pause. */
-  push(chunk: Buffer): boolean {
+  push(chunk: Uint8Array): boolean {
     const waiter = this.#waiter
     if (waiter !== undefined) {
       this.#waiter = undefined
@@ -104,7 +104,7 @@ export class SourceQueue implements AsyncIterator<Uint8Array>, AsyncIterable<Uin
 
   next(): Promise<IteratorResult<Uint8Array>> {
     if (this.#head < this.#chunks.length) {
-      const chunk = this.#chunks[this.#head] as Buffer
+      const chunk = this.#chunks[this.#head] as Uint8Array
       this.#chunks[this.#head++] = EMPTY
       if (this.#head === this.#chunks.length) {
         this.#chunks = []
@@ -153,4 +153,4 @@ export class SourceQueue implements AsyncIterator<Uint8Array>, AsyncIterable<Uin
   }
 }
 
-const EMPTY = Buffer.alloc(0)
+const EMPTY = new Uint8Array(0)

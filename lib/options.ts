@@ -58,6 +58,13 @@ export interface WsDuplexOptions {
    * @default 65536
    */
   writableHighWaterMark?: number
+  /**
+   * Only over a WHATWG WebSocket, which cannot pause reading: the bytes received and not yet
+   * read that the stream holds before it gives up with `ERR_READ_OVERFLOW` (close 1008, sent as
+   * 4008). A `ws` socket is paused at `readableHighWaterMark` instead and never needs it.
+   * @default 8388608 (8 MiB)
+   */
+  maxReadBuffer?: number
 }
 
 export interface NormalizedKeepAlive {
@@ -72,6 +79,7 @@ export interface NormalizedOptions {
   readonly keepAlive: NormalizedKeepAlive | undefined
   readonly readableHighWaterMark: number
   readonly writableHighWaterMark: number
+  readonly maxReadBuffer: number
 }
 
 export const DEFAULTS = {
@@ -82,6 +90,7 @@ export const DEFAULTS = {
   keepAliveTimeout: 10_000,
   readableHighWaterMark: 64 * 1024,
   writableHighWaterMark: 64 * 1024,
+  maxReadBuffer: 8 * 1024 * 1024,
   /** For connect() and createServer(): far below ws's 100 MiB, since a byte stream needs no big messages. */
   maxPayload: 1024 * 1024,
   connectTimeout: 10_000
@@ -183,6 +192,13 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
       DEFAULTS.writableHighWaterMark,
       1,
       2 ** 30
+    ),
+    maxReadBuffer: integerOption(
+      'maxReadBuffer',
+      given.maxReadBuffer,
+      DEFAULTS.maxReadBuffer,
+      1,
+      2 ** 31
     )
   })
   normalized.add(result)
@@ -196,7 +212,8 @@ export const DUPLEX_OPTION_NAMES = [
   'closeTimeout',
   'keepAlive',
   'readableHighWaterMark',
-  'writableHighWaterMark'
+  'writableHighWaterMark',
+  'maxReadBuffer'
 ] as const satisfies readonly (keyof WsDuplexOptions)[]
 
 /** Splits an options object into the WsDuplex options and everything else (a new object each). */

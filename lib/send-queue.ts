@@ -4,14 +4,15 @@
  * waiting on a timer) turns a burst of small writes into one frame without adding latency to
  * a lone write.
  */
-import type { SendCallback } from './socket.js'
+import { nextTick } from './next-tick.js'
+import type { SendCallback } from './seam.js'
 
 /**
  * How the queue reaches its owner. One object serves every connection (the owner is passed
  * in), so a queue costs no closures of its own.
  */
 export interface FrameSink<Owner> {
-  sendFrame(owner: Owner, frame: Buffer, callback: SendCallback): void
+  sendFrame(owner: Owner, frame: Uint8Array, callback: SendCallback): void
   /** Runs after each frame's bytes were handed to the OS (or failed). */
   frameSent(owner: Owner, error: Error | null | undefined): void
 }
@@ -20,7 +21,7 @@ export class SendQueue<Owner> {
   readonly #maxFrameSize: number
   readonly #owner: Owner
   readonly #sink: FrameSink<Owner>
-  #chunks: Buffer[] = []
+  #chunks: Uint8Array[] = []
   #queuedBytes = 0
   #inFlightBytes = 0
   #flushScheduled = false
@@ -55,13 +56,13 @@ export class SendQueue<Owner> {
     this.flush()
   }
 
-  push(chunk: Buffer): void {
+  push(chunk: Uint8Array): void {
     if (chunk.length === 0) return
     this.#chunks.push(chunk)
     this.#queuedBytes += chunk.length
     if (!this.#flushScheduled && !this.#held) {
       this.#flushScheduled = true
-      process.nextTick(flushOnTick, this as SendQueue<unknown>)
+      nextTick(flushOnTick, this as SendQueue<unknown>)
     }
   }
 
@@ -81,7 +82,7 @@ export class SendQueue<Owner> {
     this.#chunks = []
     this.#queuedBytes = 0
     const max = this.#maxFrameSize
-    let batch: Buffer[] = []
+    let batch: Uint8Array[] = []
     let batchBytes = 0
     for (let chunk of chunks) {
       while (chunk.length > 0) {
@@ -107,9 +108,9 @@ export class SendQueue<Owner> {
     if (batchBytes > 0) this.#send(batch, batchBytes)
   }
 
-  #send(batch: Buffer[], bytes: number): void {
+  #send(batch: Uint8Array[], bytes: number): void {
     // One chunk goes out as it is; only a merge of several costs a copy.
-    const frame = batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch, bytes)
+    const frame = batch.length === 1 ? (batch[0] as Uint8Array) : concat(batch, bytes)
     this.#inFlightBytes += bytes
     this.#sink.sendFrame(this.#owner, frame, (error) => {
       this.#inFlightBytes -= bytes
@@ -120,4 +121,14 @@ export class SendQueue<Owner> {
 
 function flushOnTick(queue: SendQueue<unknown>): void {
   queue.flush()
+}
+
+function concat(chunks: readonly Uint8Array[], bytes: number): Uint8Array {
+  const frame = new Uint8Array(bytes)
+  let offset = 0
+  for (const chunk of chunks) {
+    frame.set(chunk, offset)
+    offset += chunk.length
+  }
+  return frame
 }

@@ -44,6 +44,8 @@ export function errorFromSocket(
   rejectedStatus: number | undefined,
   opened: boolean
 ): WsDuplexError {
+  // A seam that already knows what happened (the WHATWG one) reports it as it is.
+  if (error instanceof WsDuplexError) return error
   const code = errorCode(error)
   if (!opened) {
     if (rejectedStatus !== undefined) {

@@ -1,48 +1,12 @@
 /**
- * The one seam between ws-duplex and a WebSocket implementation. Everything above it (the
- * Duplex face, the source/sink face, keepalive, close handling) talks to a SocketSeam and
- * receives SocketHandler calls, so another WebSocket (a WHATWG one) can slot in by
- * implementing this interface.
+ * The seam over a `ws` WebSocket, client or server side.
  *
- * Memory matters here: a server may hold many thousands of idle connections. So the handler is
- * one object shared by every connection (it receives the owner as its first argument), and the
- * listeners are module functions shared by every socket, not closures made per connection.
+ * The listeners are module functions shared by every socket, not closures made per connection:
+ * a server may hold many thousands of idle connections.
  */
 import type { IncomingMessage } from 'node:http'
 import { WebSocket } from 'ws'
-
-export type SocketState = 'connecting' | 'open' | 'closing' | 'closed'
-
-/** Socket events, delivered to `owner`. One handler object serves every connection. */
-export interface SocketHandler<Owner> {
-  onOpen(owner: Owner): void
-  onMessage(owner: Owner, data: Buffer, isBinary: boolean): void
-  onPing(owner: Owner, data: Buffer): void
-  onPong(owner: Owner, data: Buffer): void
-  /** A protocol or handshake error; `onClose` always follows. */
-  onError(owner: Owner, error: Error, rejectedStatus: number | undefined): void
-  /** The connection is over; called exactly once, after which the seam is detached. */
-  onClose(owner: Owner, code: number, reason: string): void
-}
-
-export type SendCallback = (error?: Error | null) => void
-
-export interface SocketSeam<Owner> {
-  readonly state: SocketState
-  readonly isPaused: boolean
-  /** Starts delivering events to `handler` on behalf of `owner`; call once. */
-  attach(owner: Owner, handler: SocketHandler<Owner>): void
-  /** Stop reading from the network (the peer then feels TCP backpressure). */
-  pause(): void
-  resume(): void
-  /** Sends one binary frame; `callback` runs once the bytes are handed to the OS. */
-  send(frame: Buffer, callback: SendCallback): void
-  ping(data: Buffer, callback: SendCallback): void
-  /** Starts the close handshake; code and reason must already be valid (see close-codes.ts). */
-  close(code: number, reason: string): void
-  /** Drops the connection at once, without a close frame. */
-  terminate(): void
-}
+import type { SendCallback, SocketHandler, SocketSeam, SocketState } from './seam.js'
 
 const stateNames = ['connecting', 'open', 'closing', 'closed'] as const
 
@@ -84,6 +48,18 @@ export class NodeWsSocket<Owner> implements SocketSeam<Owner> {
     return this.#ws.isPaused
   }
 
+  get canPause(): true {
+    return true
+  }
+
+  get canPing(): true {
+    return true
+  }
+
+  wireCloseCode(code: number): number {
+    return code
+  }
+
   attach(owner: Owner, handler: SocketHandler<Owner>): void {
     this.#owner = owner
     this.#handler = handler
@@ -106,11 +82,11 @@ export class NodeWsSocket<Owner> implements SocketSeam<Owner> {
     this.#ws.resume()
   }
 
-  send(frame: Buffer, callback: SendCallback): void {
+  send(frame: Uint8Array, callback: SendCallback): void {
     this.#ws.send(frame, BINARY_FRAME, callback)
   }
 
-  ping(data: Buffer, callback: SendCallback): void {
+  ping(data: Uint8Array, callback: SendCallback): void {
     this.#ws.ping(data, undefined, callback)
   }
 

@@ -29,7 +29,8 @@ describe('normalizeOptions', () => {
         closeTimeout: 5000,
         keepAlive: undefined,
         readableHighWaterMark: 65536,
-        writableHighWaterMark: 65536
+        writableHighWaterMark: 65536,
+        maxReadBuffer: 8 * 1024 * 1024
       })
     })
 
@@ -43,7 +44,8 @@ describe('normalizeOptions', () => {
         maxFrameSize: 1,
         closeTimeout: 2 ** 31 - 1,
         readableHighWaterMark: 2 ** 30,
-        writableHighWaterMark: 1
+        writableHighWaterMark: 1,
+        maxReadBuffer: 1
       }
       expect(normalizeOptions(given)).to.deep.equal({ ...given, keepAlive: undefined })
     })
@@ -147,6 +149,9 @@ describe('normalizeOptions', () => {
       ['readableHighWaterMark', 1.5, TypeError],
       ['writableHighWaterMark', -1, RangeError],
       ['writableHighWaterMark', '1', TypeError],
+      ['maxReadBuffer', 0, RangeError],
+      ['maxReadBuffer', 2 ** 31 + 1, RangeError],
+      ['maxReadBuffer', 1.5, TypeError],
       ['keepAlive', 'yes', TypeError],
       ['keepAlive', null, TypeError],
       ['keepAlive', [], TypeError],

@@ -1,0 +1,583 @@
+/**
+ * The engine under every face: one WebSocket connection carrying bytes. It owns the send queue,
+ * the close handshake (RFC 6455 §7), the text policy, keepalive, pings and the rule that a fatal
+ * error waits for the bytes that arrived before it. It knows nothing of Node streams or of which
+ * WebSocket it drives: a face (the Node Duplex, the platform-neutral source/sink stream) plugs in
+ * through `ConnectionFace`, a WebSocket (ws, WHATWG) through `SocketSeam`.
+ */
+import { CloseCode, assertCloseArguments, isCleanCloseCode } from './close-codes.js'
+import { WsDuplexError } from './errors.js'
+import type { CloseInfo, EventSink } from './events.js'
+import { KeepAlive } from './keepalive.js'
+import type { NormalizedOptions } from './options.js'
+import { SendQueue, type FrameSink } from './send-queue.js'
+import type { SocketHandler, SocketSeam, SocketState } from './seam.js'
+import { errorFromSocket } from './socket-errors.js'
+
+/** What the engine needs from the face the user holds. */
+export interface ConnectionFace {
+  /** A binary message for the reader; false when its buffer is at the high water mark. */
+  deliver(data: Uint8Array): boolean
+  /** Bytes delivered to the face and not yet read. */
+  readonly unreadBytes: number
+  /** The send queue has room again (a frame was flushed, or the socket opened). */
+  writable(): void
+  /** `close()` was called: end the write side (flush, then our close frame via `finish`). */
+  endWriting(): void
+  /** The connection is over; `error` is how it ended when it did not end cleanly. */
+  connectionClosed(error: WsDuplexError | undefined): void
+  /** The connection is over and ended with `error`: end the face once its reader is done. */
+  surfaceFatal(error: WsDuplexError): void
+  /** A clean close: release waiting writers (then `finished`) and end the read side. */
+  cleanEnd(finished: (() => void) | undefined): void
+}
+
+interface PendingPing {
+  readonly payload: Uint8Array
+  readonly startedAt: number
+  readonly resolve: (rttMs: number) => void
+  readonly reject: (error: Error) => void
+}
+
+type Timer = ReturnType<typeof setTimeout>
+
+/** RFC 6455 §5.5: control frames, pings included, carry at most 125 bytes. */
+export const MAX_PING_BYTES = 125
+
+// Set by the static block in Connection, which alone may touch its private members.
+let socketHandler: SocketHandler<Connection>
+let frameSink: FrameSink<Connection>
+let closeTimerFired: (connection: Connection) => void
+let flushTimerFired: (connection: Connection) => void
+
+export class Connection {
+  readonly #seam: SocketSeam<Connection>
+  readonly #face: ConnectionFace
+  readonly #options: NormalizedOptions
+  readonly #queue: SendQueue<Connection>
+  readonly #makeEvents: () => EventSink
+  /** Made on first use: most connections never look at their events. */
+  #events: EventSink | undefined
+  readonly #keepAlive: KeepAlive | undefined
+
+  #opened: boolean
+  /** The face's end-of-writing callback, waiting for every byte to be handed to the OS. */
+  #heldFinish: ((error?: Error | null) => void) | undefined
+  /** Set by release(): called once the socket reports it is closed. */
+  #released: (() => void) | undefined
+  #isReleased = false
+  /** What ending the write side sends; `close(code, reason)` changes it before it is sent. */
+  #closeCodeToSend: number = CloseCode.Normal
+  #closeReasonToSend = ''
+  /** The code of the close frame we asked for, once we sent one. */
+  #sentCloseCode: number | undefined
+  /** The code that went on the wire for it (a WHATWG socket may have to use another). */
+  #wireCloseCode: number | undefined
+  #closingEmitted = false
+  #closeTimer: Timer | undefined
+  /** Set whenever a frame is flushed; close() treats a flush without it for a while as stalled. */
+  #flushedSinceCheck = false
+  /** A fatal error waiting for the reader to take the bytes that arrived before it. */
+  #fatal: WsDuplexError | undefined
+  /** The first error the socket reported; the close turns it into a coded error. */
+  #socketError: { error: Error; rejectedStatus: number | undefined } | undefined
+  /** Set once the connection is over. */
+  #closeInfo: CloseInfo | undefined
+  #closeWaiters: ((info: CloseInfo) => void)[] | undefined
+  #pings: PendingPing[] | undefined
+  #pingSequence = 0
+
+  constructor(
+    seam: SocketSeam<Connection>,
+    face: ConnectionFace,
+    options: NormalizedOptions,
+    makeEvents: () => EventSink
+  ) {
+    this.#seam = seam
+    this.#face = face
+    this.#options = options
+    this.#makeEvents = makeEvents
+    this.#queue = new SendQueue(options.maxFrameSize, this as Connection, frameSink)
+    this.#opened = seam.state === 'open'
+    if (!this.#opened) this.#queue.hold()
+    this.#keepAlive =
+      options.keepAlive === undefined || !seam.canPing
+        ? undefined
+        : new KeepAlive(options.keepAlive, {
+            isPaused: () => this.#seam.isPaused,
+            sendPing: () => this.#seam.ping(EMPTY, ignoreSendResult),
+            onTimeout: () => this.#onKeepAliveTimeout()
+          })
+    seam.attach(this, socketHandler)
+    if (this.#opened) this.#keepAlive?.start()
+  }
+
+  get events(): EventSink {
+    return (this.#events ??= this.#makeEvents())
+  }
+
+  /** Whether `events` was asked for yet (emitting to nobody costs nothing then). */
+  get hasEvents(): boolean {
+    return this.#events !== undefined
+  }
+
+  get state(): SocketState {
+    return this.#seam.state
+  }
+
+  get opened(): boolean {
+    return this.#opened
+  }
+
+  get closeInfo(): CloseInfo | undefined {
+    return this.#closeInfo
+  }
+
+  get fatal(): WsDuplexError | undefined {
+    return this.#fatal
+  }
+
+  /** Whether the face waits for the write side to finish. */
+  get finishing(): boolean {
+    return this.#heldFinish !== undefined
+  }
+
+  /** Whether a write may be accepted now without passing the high water mark. */
+  get hasRoom(): boolean {
+    return this.#opened && this.#queue.pendingBytes < this.#options.writableHighWaterMark
+  }
+
+  /** The code of our close frame, or the peer's once the connection is over. */
+  get lastCloseCode(): number | undefined {
+    return this.#closeInfo?.code ?? this.#sentCloseCode
+  }
+
+  // ----------------------------------------------------------------------------- writing
+
+  /** Queues bytes to send: merged with what is already queued, sent on the next tick. */
+  push(chunk: Uint8Array): void {
+    this.#queue.push(chunk)
+  }
+
+  /** Whether the socket still takes writes; a write after the close started is a stream error. */
+  get acceptsWrites(): boolean {
+    const state = this.#seam.state
+    return state === 'open' || state === 'connecting'
+  }
+
+  /** Fails the stream because a write came after the close started. */
+  refuseWrite(): void {
+    this.fail(closedError(this.lastCloseCode), 'none')
+  }
+
+  /** The face's write side ended: flush, then send our close frame, then call `callback`. */
+  finish(callback: (error?: Error | null) => void): void {
+    this.#heldFinish = callback
+    this.#queue.flush()
+    this.#maybeFinish()
+  }
+
+  #frameSent(error: Error | null | undefined): void {
+    if (error) {
+      if (this.#closeInfo === undefined) {
+        const code = this.#seam.state === 'open' ? 'ERR_SEND_FAILED' : 'ERR_STREAM_CLOSED'
+        this.fail(
+          new WsDuplexError(code, 'A frame could not be sent', { cause: error }),
+          'terminate'
+        )
+      }
+      return
+    }
+    this.#flushedSinceCheck = true
+    this.#face.writable()
+    this.#maybeFinish()
+  }
+
+  /** After the write side ended: once every byte is handed to the OS, send our close (§5.5.1). */
+  #maybeFinish(): void {
+    const callback = this.#heldFinish
+    if (callback === undefined || this.#fatal !== undefined) return
+    if (!this.#opened || this.#queue.pendingBytes > 0) return
+    this.#heldFinish = undefined
+    this.#startClose(this.#closeCodeToSend, this.#closeReasonToSend)
+    callback()
+  }
+
+  // ------------------------------------------------------------------------------ reading
+
+  /** The reader took bytes: read from the network again. */
+  resumeReading(): void {
+    if (this.#seam.isPaused) this.#seam.resume()
+  }
+
+  /** The reader took bytes; a fatal error waiting for them may now end the face. */
+  readerProgressed(): void {
+    if (this.#fatal !== undefined && this.#closeInfo !== undefined) this.#maybeSurfaceFatal()
+  }
+
+  // ------------------------------------------------------------------------ close, ping
+
+  /**
+   * Graceful close: the face's write side ends (every written byte flushed), a close frame with
+   * `code` follows, and the promise resolves once the connection is over (at once when it
+   * already is). Flushing and the handshake are each bounded by `closeTimeout`.
+   */
+  close(code: number = CloseCode.Normal, reason = ''): Promise<CloseInfo> {
+    assertCloseArguments(code, reason)
+    if (this.#closeInfo !== undefined) return Promise.resolve(this.#closeInfo)
+    const result = new Promise<CloseInfo>((resolve) => (this.#closeWaiters ??= []).push(resolve))
+    if (this.#sentCloseCode === undefined) {
+      this.#closeCodeToSend = code
+      this.#closeReasonToSend = reason
+    }
+    this.#face.endWriting()
+    if (this.#sentCloseCode === undefined && this.#closeTimer === undefined) {
+      // Bound the flush too: a peer that stops reading must not hold close() forever. A slow
+      // peer that still reads is fine: only a whole closeTimeout without progress counts.
+      this.#flushedSinceCheck = false
+      this.#closeTimer = setTimeout(flushTimerFired, this.#options.closeTimeout, this)
+    }
+    return result
+  }
+
+  /** Sends a ping; resolves with the round-trip time in ms when its pong arrives. */
+  ping(data?: Uint8Array): Promise<number> {
+    if (data !== undefined && !(data instanceof Uint8Array)) {
+      return Promise.reject(new TypeError('Expected `data` to be a Uint8Array'))
+    }
+    if (data !== undefined && data.length > MAX_PING_BYTES) {
+      return Promise.reject(
+        new RangeError(
+          `Expected \`data\` to be at most ${MAX_PING_BYTES} bytes, got ${data.length}`
+        )
+      )
+    }
+    if (!this.#seam.canPing) {
+      return Promise.reject(
+        new WsDuplexError('ERR_UNSUPPORTED', 'This WebSocket cannot send pings (WHATWG API)')
+      )
+    }
+    if (this.#seam.state !== 'open' || this.#isReleased) return Promise.reject(closedError())
+    const payload = data === undefined ? pingPayload(++this.#pingSequence) : data.slice()
+    return new Promise((resolve, reject) => {
+      const ping: PendingPing = { payload, startedAt: performance.now(), resolve, reject }
+      ;(this.#pings ??= []).push(ping)
+      this.#seam.ping(payload, (error) => {
+        if (!error) return
+        this.#pings = this.#pings?.filter((pending) => pending !== ping)
+        reject(closedError())
+      })
+    })
+  }
+
+  /**
+   * Lets go of the connection at once (destroy): pending finish and pings fail with `failure`,
+   * a best-effort close frame (1000 for a plain stop, 1011 for a failure) goes out, and the
+   * socket is terminated. `done` runs once the socket reports it is closed.
+   */
+  release(failure: Error, isFailure: boolean, done: () => void): void {
+    this.#isReleased = true
+    this.#stopTimers()
+    const finish = this.#heldFinish
+    this.#heldFinish = undefined
+    finish?.(failure)
+    this.#rejectPings(failure)
+    if (this.#closeInfo !== undefined) {
+      done()
+      return
+    }
+    // The peer learns a real code rather than 1006; then terminate without waiting.
+    if (this.#seam.state === 'open' && this.#sentCloseCode === undefined) {
+      const code = isFailure ? CloseCode.InternalError : CloseCode.Normal
+      this.#sentCloseCode = code
+      this.#wireCloseCode = this.#seam.wireCloseCode(code)
+      this.#seam.close(code, '')
+      this.#emitClosing(code, '', 'local')
+    }
+    this.#released = done
+    this.#seam.terminate()
+  }
+
+  /** Sends our close frame once, if the socket is still open, and starts the close timer. */
+  #startClose(code: number, reason: string): void {
+    if (this.#sentCloseCode !== undefined || this.#seam.state !== 'open') return
+    this.#sentCloseCode = code
+    // A paused socket reads nothing, so it would never see the peer's answering close frame
+    // (the createWebSocketStream `_final` trap); from here on reading is never paused again.
+    this.#seam.resume()
+    this.#wireCloseCode = this.#seam.wireCloseCode(code)
+    this.#seam.close(code, reason)
+    this.#emitClosing(code, reason, 'local')
+    // Restart the clock: close() may have armed it to bound the flush that just finished.
+    clearTimeout(this.#closeTimer)
+    this.#closeTimer = setTimeout(closeTimerFired, this.#options.closeTimeout, this)
+  }
+
+  #onFlushCheck(): void {
+    if (this.#flushedSinceCheck) {
+      this.#flushedSinceCheck = false
+      this.#closeTimer = setTimeout(flushTimerFired, this.#options.closeTimeout, this)
+      return
+    }
+    this.#onCloseTimeout()
+  }
+
+  #onCloseTimeout(): void {
+    this.#closeTimer = undefined
+    // Already failing (a text frame, say) and the peer ignores our close: just let go.
+    if (this.#fatal !== undefined) {
+      this.#seam.terminate()
+      return
+    }
+    const ms = this.#options.closeTimeout
+    this.fail(
+      new WsDuplexError(
+        'ERR_CLOSE_TIMEOUT',
+        `The peer did not complete the close within ${ms} ms`,
+        { closeCode: CloseCode.Abnormal }
+      ),
+      'terminate'
+    )
+  }
+
+  #onKeepAliveTimeout(): void {
+    const ms = this.#options.keepAlive?.timeout ?? 0
+    this.fail(
+      new WsDuplexError('ERR_KEEPALIVE_TIMEOUT', `No frame arrived within ${ms} ms of a ping`, {
+        closeCode: CloseCode.Abnormal
+      }),
+      'terminate'
+    )
+  }
+
+  #emitClosing(code: number, reason: string, initiator: 'local' | 'remote'): void {
+    if (this.#closingEmitted) return
+    this.#closingEmitted = true
+    this.#events?.emit('closing', { code, reason, initiator })
+  }
+
+  // ------------------------------------------------------------------------ socket events
+
+  #onOpen(): void {
+    this.#opened = true
+    this.#queue.release()
+    this.#keepAlive?.start()
+    this.#events?.emit('open')
+    this.#face.writable()
+    this.#maybeFinish()
+  }
+
+  #onMessage(data: Uint8Array, isBinary: boolean): void {
+    this.#keepAlive?.sawFrame()
+    if (this.#fatal !== undefined || this.#isReleased) return
+    if (!isBinary && this.#refuseText(data)) return
+    if (data.length === 0) return
+    if (this.#face.deliver(data) || this.#sentCloseCode !== undefined) return
+    if (this.#seam.canPause) {
+      this.#seam.pause()
+      return
+    }
+    // A WHATWG socket cannot stop reading: past the limit, fail rather than grow without bound.
+    const limit = this.#options.maxReadBuffer
+    if (this.#face.unreadBytes > limit) {
+      this.fail(
+        new WsDuplexError(
+          'ERR_READ_OVERFLOW',
+          `The reader fell over ${limit} bytes behind a socket that cannot pause`,
+          { closeCode: this.#seam.wireCloseCode(CloseCode.PolicyViolation) }
+        ),
+        CloseCode.PolicyViolation
+      )
+    }
+  }
+
+  #onPong(data: Uint8Array): void {
+    this.#keepAlive?.sawFrame()
+    const pings = this.#pings
+    const index = pings === undefined ? -1 : pings.findIndex((p) => sameBytes(p.payload, data))
+    if (pings !== undefined && index !== -1) {
+      const [ping] = pings.splice(index, 1) as [PendingPing]
+      ping.resolve(performance.now() - ping.startedAt)
+    }
+    this.#events?.emit('pong', data)
+  }
+
+  static {
+    // Shared by every connection: each call receives its Connection, so a connection costs no
+    // closures for its socket listeners, its send callbacks or its timers.
+    socketHandler = {
+      onOpen: (connection) => connection.#onOpen(),
+      onMessage: (connection, data, isBinary) => connection.#onMessage(data, isBinary),
+      onPing: (connection, data) => {
+        connection.#keepAlive?.sawFrame()
+        connection.#events?.emit('ping', data)
+      },
+      onPong: (connection, data) => connection.#onPong(data),
+      onError: (connection, error, rejectedStatus) => {
+        connection.#socketError ??= { error, rejectedStatus }
+      },
+      onClose: (connection, code, reason) => connection.#onConnectionClosed(code, reason)
+    }
+    frameSink = {
+      sendFrame: (connection, frame, callback) => connection.#seam.send(frame, callback),
+      frameSent: (connection, error) => connection.#frameSent(error)
+    }
+    closeTimerFired = (connection) => connection.#onCloseTimeout()
+    flushTimerFired = (connection) => connection.#onFlushCheck()
+  }
+
+  /** Applies the text policy; true when the frame must not be delivered. */
+  #refuseText(data: Uint8Array): boolean {
+    const policy = this.#options.text
+    if (policy === 'bytes') return false
+    const message = `A text frame (${data.length} bytes) arrived on a binary stream`
+    if (policy === 'ignore') {
+      this.#events?.emit('warning', new WsDuplexError('ERR_TEXT_FRAME', `${message}; ignored`))
+      return true
+    }
+    // RFC 6455 §7.4.1: 1003 says "received a type of data it cannot accept".
+    this.fail(
+      new WsDuplexError('ERR_TEXT_FRAME', message, {
+        closeCode: this.#seam.wireCloseCode(CloseCode.UnsupportedData)
+      }),
+      CloseCode.UnsupportedData
+    )
+    return true
+  }
+
+  /**
+   * A fatal error: announce it at once ('warning'), tell the peer (a close code, or terminate),
+   * and end the face with it once the connection is over and the bytes that arrived before it
+   * are read. Write callbacks are never failed directly: a Node stream would then destroy
+   * itself and drop those unread bytes.
+   */
+  fail(error: WsDuplexError, action: number | 'terminate' | 'none'): void {
+    if (this.#fatal !== undefined || this.#isReleased) return
+    this.#fatal = error
+    this.#events?.emit('warning', error)
+    if (typeof action === 'number') this.#startClose(action, '')
+    if (action === 'terminate' || (typeof action === 'number' && this.#seam.state !== 'closing')) {
+      this.#seam.terminate()
+    }
+    this.#maybeSurfaceFatal()
+  }
+
+  #maybeSurfaceFatal(): void {
+    if (this.#fatal === undefined || this.#closeInfo === undefined || this.#isReleased) return
+    this.#face.surfaceFatal(this.#fatal)
+  }
+
+  #onConnectionClosed(code: number, reason: string): void {
+    this.#stopTimers()
+    const lostBytes = this.#queue.discard()
+    const receivedCloseFrame = code !== CloseCode.Abnormal
+    if (receivedCloseFrame && this.#sentCloseCode === undefined) {
+      this.#emitClosing(code, reason, 'remote')
+    }
+    let error = this.#fatal
+    if (error === undefined && this.#released === undefined) {
+      error = this.#classifyEnding(code, receivedCloseFrame)
+      if (error === undefined && lostBytes > 0) {
+        error = new WsDuplexError(
+          'ERR_STREAM_CLOSED',
+          `The connection closed with ${lostBytes} written bytes not sent`,
+          { closeCode: code }
+        )
+      }
+    }
+    const info: CloseInfo = { code, reason, wasClean: error === undefined && receivedCloseFrame }
+    this.#closeInfo = info
+    this.#rejectPings(closedError(code))
+    this.#face.connectionClosed(error)
+    this.#events?.emit('close', info)
+    const waiters = this.#closeWaiters
+    this.#closeWaiters = undefined
+    for (const resolve of waiters ?? []) resolve(info)
+
+    const released = this.#released
+    if (released !== undefined) {
+      this.#released = undefined
+      released()
+      return
+    }
+    if (error !== undefined) {
+      if (this.#fatal === undefined) {
+        this.#fatal = error
+        this.#events?.emit('warning', error)
+      }
+      this.#maybeSurfaceFatal()
+      return
+    }
+    // A clean end, and every byte accepted so far was handed to the OS before the close frame.
+    const finish = this.#heldFinish
+    this.#heldFinish = undefined
+    this.#face.cleanEnd(finish)
+  }
+
+  /** EOF only after a clean close (RFC 6455 §7.1.4, §7.4.1); anything else is an error. */
+  #classifyEnding(code: number, receivedCloseFrame: boolean): WsDuplexError | undefined {
+    const socketError = this.#socketError
+    if (!this.#opened || socketError !== undefined) {
+      return errorFromSocket(socketError?.error, socketError?.rejectedStatus, this.#opened)
+    }
+    if (!receivedCloseFrame) {
+      return new WsDuplexError(
+        'ERR_ABNORMAL_CLOSURE',
+        'The connection ended without a close frame (reset, or TCP closed early)',
+        { closeCode: CloseCode.Abnormal }
+      )
+    }
+    if (isCleanCloseCode(code) || code === this.#sentCloseCode || code === this.#wireCloseCode) {
+      return undefined
+    }
+    return new WsDuplexError('ERR_PEER_CLOSED_WITH_ERROR', `The peer closed with code ${code}`, {
+      closeCode: code
+    })
+  }
+
+  #stopTimers(): void {
+    clearTimeout(this.#closeTimer)
+    this.#closeTimer = undefined
+    this.#keepAlive?.stop()
+  }
+
+  #rejectPings(error: Error): void {
+    const pings = this.#pings
+    this.#pings = undefined
+    for (const ping of pings ?? []) ping.reject(error)
+  }
+}
+
+/** The error for using a stream whose connection is closing or closed. */
+export function closedError(closeCode?: number): WsDuplexError {
+  return new WsDuplexError(
+    'ERR_STREAM_CLOSED',
+    'The WebSocket is closing or closed',
+    closeCode === undefined ? {} : { closeCode }
+  )
+}
+
+/**
+ * Whether a destroy() reason is a real failure (the peer gets 1011) or the consumer just
+ * stopping: Node's async iterator destroys with an AbortError on `break`, which deserves 1000.
+ */
+export function isFailure(error: Error | null | undefined): boolean {
+  return error != null && error.name !== 'AbortError'
+}
+
+const EMPTY = new Uint8Array(0)
+
+function ignoreSendResult(): void {}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
+/** An 8-byte ping payload unique to this connection, so pongs match pings. */
+function pingPayload(sequence: number): Uint8Array {
+  const payload = new Uint8Array(8)
+  new DataView(payload.buffer).setFloat64(0, sequence)
+  return payload
+}
