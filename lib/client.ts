@@ -1,11 +1,12 @@
 /** connect(): open a WebSocket to a URL and resolve with a WsDuplex once it is open. */
 import { WebSocket, type ClientOptions } from 'ws'
 import { WsDuplex } from './duplex.js'
-import { WsDuplexError } from './errors.js'
+import { abortedError, connectTimeoutError, type WsDuplexError } from './errors.js'
 import {
   DEFAULTS,
   normalizeOptions,
   objectOption,
+  signalOption,
   splitDuplexOptions,
   timeoutOption,
   type WsDuplexOptions
@@ -47,9 +48,7 @@ export async function connect(url: string | URL, options?: ConnectOptions): Prom
     ConnectOptions,
     keyof WsDuplexOptions
   >
-  if (signal !== undefined && !(signal instanceof AbortSignal)) {
-    throw new TypeError('Expected `signal` to be an AbortSignal')
-  }
+  signalOption(signal)
   const timeoutMs = timeoutOption('timeout', timeout, DEFAULTS.connectTimeout)
   if (signal?.aborted) throw abortedError(signal)
 
@@ -92,24 +91,11 @@ export async function connect(url: string | URL, options?: ConnectOptions): Prom
       reject(error)
     }
     const onAbort = (): void => giveUp(abortedError(signal as AbortSignal))
-    const timer = setTimeout(
-      () =>
-        giveUp(
-          new WsDuplexError(
-            'ERR_CONNECT_TIMEOUT',
-            `The connection did not open within ${timeoutMs} ms`
-          )
-        ),
-      timeoutMs
-    )
+    const timer = setTimeout(() => giveUp(connectTimeoutError(timeoutMs)), timeoutMs)
     // The socket's own 'open': the duplex registered first, so it has already seen it, and
     // its events emitter is not created just for this (memory per idle connection counts).
     socket.on('open', onOpen)
     duplex.on('error', onError)
     signal?.addEventListener('abort', onAbort, { once: true })
   })
-}
-
-function abortedError(signal: AbortSignal): WsDuplexError {
-  return new WsDuplexError('ERR_ABORTED', 'connect() was aborted', { cause: signal.reason })
 }

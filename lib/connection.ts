@@ -110,6 +110,15 @@ export class Connection {
           })
     seam.attach(this, socketHandler)
     if (this.#opened) this.#keepAlive?.start()
+    if (options.keepAlive !== undefined && !seam.canPing) {
+      // Reported, not thrown: the same options may serve a ws socket and a WHATWG one.
+      queueMicrotask(() =>
+        this.#events?.emit(
+          'warning',
+          new WsDuplexError('ERR_UNSUPPORTED', 'keepAlive needs pings, which this WebSocket lacks')
+        )
+      )
+    }
   }
 
   get events(): EventSink {

@@ -76,3 +76,13 @@ export class WsDuplexError extends Error {
 export function toError(value: unknown): Error {
   return value instanceof Error ? value : new Error(String(value))
 }
+
+/** connect() gave up because its AbortSignal fired. */
+export function abortedError(signal: AbortSignal | undefined): WsDuplexError {
+  return new WsDuplexError('ERR_ABORTED', 'connect() was aborted', { cause: signal?.reason })
+}
+
+/** connect() gave up waiting for the opening handshake. */
+export function connectTimeoutError(ms: number): WsDuplexError {
+  return new WsDuplexError('ERR_CONNECT_TIMEOUT', `The connection did not open within ${ms} ms`)
+}

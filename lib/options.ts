@@ -147,6 +147,14 @@ export function objectOption(name: string, value: unknown): Record<string, unkno
   return value as Record<string, unknown>
 }
 
+export function signalOption(value: unknown): AbortSignal | undefined {
+  if (value === undefined) return undefined
+  if (!(value instanceof AbortSignal)) {
+    throw new TypeError(`Expected \`signal\` to be an AbortSignal, got ${describe(value)}`)
+  }
+  return value
+}
+
 function keepAliveOption(value: unknown): NormalizedKeepAlive | undefined {
   if (value === undefined || value === false) return undefined
   const given = value === true ? {} : objectOption('keepAlive', value)

@@ -1,6 +1,8 @@
 import { execFile } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import { gzipSync } from 'node:zlib'
 import { expect } from 'chai'
 
 const run = promisify(execFile)
@@ -30,13 +32,45 @@ describe('package', () => {
         expect(stdout.trim().split(',')).to.include.members([
           'WsDuplex',
           'WsDuplexError',
+          'WsStream',
           'connect',
-          'createServer'
+          'createServer',
+          'fromWebSocket'
+        ])
+      } else if (subpath === './browser') {
+        expect(stdout.trim().split(',')).to.include.members([
+          'WsStream',
+          'WsDuplexError',
+          'connect',
+          'fromWebSocket'
         ])
       } else {
         expect(stdout.trim()).to.equal('default')
       }
     }
+  })
+
+  it('bundles for browsers through the browser condition: no ws, no node: modules, small', async () => {
+    const { build } = await import('esbuild')
+    const result = await build({
+      stdin: { contents: "export * from 'ws-duplex'", resolveDir: fileURLToPath(root) },
+      bundle: true,
+      minify: true,
+      format: 'esm',
+      platform: 'browser',
+      write: false,
+      metafile: true,
+      logLevel: 'silent'
+    })
+    const inputs = Object.keys(result.metafile.inputs)
+    expect(inputs.filter((input) => /node_modules[\\/]ws[\\/]|^node:/.test(input))).to.deep.equal(
+      []
+    )
+    expect(inputs).to.include('dist/browser.js')
+    const code = result.outputFiles[0]?.contents ?? new Uint8Array()
+    const gzipped = gzipSync(code).length
+    // The README states the size; this keeps it honest (and the budget explicit).
+    expect(gzipped, `min+gzip ${gzipped} bytes`).to.be.below(10 * 1024)
   })
 
   it('runs every bin and prints the package version', async () => {

@@ -1,0 +1,256 @@
+/**
+ * WsStream: the source/sink face over a WHATWG WebSocket (browsers, Node's global WebSocket,
+ * undici's). The same engine as WsDuplex (connection.ts) with the same promises, minus what the
+ * platform cannot do: see whatwg-socket.ts.
+ */
+import type { Duplex as ItDuplex, Source } from 'it-stream-types'
+import { CloseCode } from './close-codes.js'
+import { Connection, closedError, isFailure, type ConnectionFace } from './connection.js'
+import { WsDuplexError } from './errors.js'
+import { StreamEvents, type CloseInfo } from './events.js'
+import { drainSource, SourceQueue, type ChunkWriter, type SinkChunk } from './iterable.js'
+import { DEFAULTS, integerOption, normalizeOptions, type WsDuplexOptions } from './options.js'
+import { WhatwgSocket, isWhatwgWebSocket, type WhatwgWebSocket } from './whatwg-socket.js'
+
+export interface WsStreamOptions extends WsDuplexOptions {
+  /**
+   * Largest incoming message in bytes. The platform has already received it when we see its
+   * size, so a bigger one ends the stream with `ERR_PAYLOAD_TOO_LARGE` (close 4009).
+   * @default 1048576 (1 MiB)
+   */
+  maxPayload?: number
+}
+
+/** Internal: resolves when the socket opens, rejects with the connect error (connect()). */
+export const kOpened = Symbol('ws-duplex.opened')
+
+export class WsStream implements ItDuplex<
+  AsyncIterable<Uint8Array>,
+  Source<SinkChunk>,
+  Promise<void>
+> {
+  readonly #socket: WhatwgWebSocket
+  readonly #connection: Connection
+  readonly #source: SourceQueue
+  readonly #sink: (source: Source<SinkChunk>) => Promise<void>
+  #sinkStarted = false
+  #sinkWaiter: { resolve: () => void; reject: (error: Error) => void } | undefined
+  /** Ending the write side: resolves once our close frame is sent. */
+  #finished: Promise<void> | undefined
+  #closeError: WsDuplexError | undefined
+  #destroyed = false
+
+  /**
+   * @param socket a WHATWG WebSocket, CONNECTING or OPEN. WsStream takes it over: do not send
+   *   on it or listen for its messages yourself. Its `binaryType` becomes `'arraybuffer'`.
+   */
+  constructor(socket: WhatwgWebSocket, options?: WsStreamOptions) {
+    if (!isWhatwgWebSocket(socket)) {
+      throw new TypeError(`Expected \`socket\` to be a WHATWG WebSocket, got ${typeof socket}`)
+    }
+    if (socket.readyState !== 0 && socket.readyState !== 1) {
+      throw new WsDuplexError('ERR_STREAM_CLOSED', 'Expected `socket` to be CONNECTING or OPEN')
+    }
+    const maxPayload = integerOption(
+      'maxPayload',
+      options?.maxPayload,
+      DEFAULTS.maxPayload,
+      1,
+      2 ** 32
+    )
+    const normalized = normalizeOptions(withoutMaxPayload(options))
+    this.#socket = socket
+    this.#source = new SourceQueue(
+      {
+        resumeReading: () => {},
+        abandon: (error) => this.destroy(error)
+      },
+      normalized.readableHighWaterMark
+    )
+    this.#sink = (source) => this.#runSink(source)
+    this.#connection = new Connection(
+      new WhatwgSocket(socket, maxPayload),
+      this.#face(),
+      normalized,
+      makeEvents
+    )
+  }
+
+  /** The bytes received (it-stream-types `Source`); `break` closes with 1000. Iterate once. */
+  get source(): AsyncIterable<Uint8Array> {
+    return this.#source
+  }
+
+  /**
+   * Sends every chunk of `source`, awaiting backpressure, then closes with 1000. Resolves once
+   * our close frame is sent; rejects with the stream's error. Works detached from the object.
+   */
+  get sink(): (source: Source<SinkChunk>) => Promise<void> {
+    return this.#sink
+  }
+
+  /** Out-of-band events: warnings and the close handshake (no pings: the API has none). */
+  get events(): StreamEvents {
+    return this.#connection.events as StreamEvents
+  }
+
+  /** The wrapped WebSocket, for reading `protocol` or `url`. */
+  get socket(): WhatwgWebSocket {
+    return this.#socket
+  }
+
+  /** Set once the connection is over: its close code, reason, and whether it ended cleanly. */
+  get closeInfo(): CloseInfo | undefined {
+    return this.#connection.closeInfo
+  }
+
+  /**
+   * Graceful close: what the sink already queued is flushed, then a close frame with `code`
+   * (codes a WHATWG socket may not send go out as 4000 + (code - 1000)). Resolves once the
+   * connection is over.
+   */
+  close(code: number = CloseCode.Normal, reason = ''): Promise<CloseInfo> {
+    return this.#connection.close(code, reason)
+  }
+
+  /** Always rejects with `ERR_UNSUPPORTED`: a WHATWG WebSocket cannot send pings. */
+  ping(data?: Uint8Array): Promise<number> {
+    return this.#connection.ping(data)
+  }
+
+  /**
+   * Lets go at once: a best-effort close frame (1000 without an error, 4011 with one), the
+   * source and sink fail with `error` (or ERR_STREAM_CLOSED), and nothing more is delivered.
+   */
+  destroy(error?: Error): void {
+    if (this.#destroyed) return
+    this.#destroyed = true
+    const failure = error ?? closedError(this.#connection.closeInfo?.code)
+    this.#wakeSink(failure)
+    this.#source.fail(failure)
+    this.#connection.release(failure, isFailure(error), ignore)
+  }
+
+  /** @internal */
+  [kOpened](): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.#connection.opened) {
+        resolve()
+        return
+      }
+      const events = this.events
+      const onOpen = (): void => {
+        events.off('close', onClose)
+        resolve()
+      }
+      const onClose = (): void => {
+        events.off('open', onOpen)
+        reject(this.#closeError ?? closedError())
+      }
+      events.once('open', onOpen)
+      events.once('close', onClose)
+    })
+  }
+
+  async #runSink(source: Source<SinkChunk>): Promise<void> {
+    if (this.#sinkStarted || this.#finished !== undefined) {
+      throw new WsDuplexError(
+        'ERR_FACE_CONFLICT',
+        this.#sinkStarted ? '`sink()` can be called only once' : '`sink()` after close()'
+      )
+    }
+    this.#sinkStarted = true
+    await drainSource(this.#writer(), source)
+  }
+
+  #writer(): ChunkWriter {
+    const connection = this.#connection
+    return {
+      write: (chunk) => {
+        if (this.#destroyed || this.#finished !== undefined || !connection.acceptsWrites) {
+          throw connection.fatal ?? closedError(connection.lastCloseCode)
+        }
+        connection.push(chunk)
+        return connection.hasRoom
+      },
+      drained: () =>
+        new Promise<void>((resolve, reject) => {
+          this.#sinkWaiter = { resolve, reject }
+          this.#wakeSink()
+        }),
+      finish: () => this.#finish(),
+      abort: (error) => this.destroy(error)
+    }
+  }
+
+  /** Ends the write side once: flush, then our close frame. */
+  #finish(): Promise<void> {
+    return (this.#finished ??= new Promise<void>((resolve, reject) => {
+      this.#connection.finish((error) => (error ? reject(error) : resolve()))
+    }))
+  }
+
+  #wakeSink(failure?: Error): void {
+    const waiter = this.#sinkWaiter
+    if (waiter === undefined) return
+    if (failure !== undefined) {
+      this.#sinkWaiter = undefined
+      waiter.reject(failure)
+    } else if (this.#connection.hasRoom) {
+      this.#sinkWaiter = undefined
+      waiter.resolve()
+    }
+  }
+
+  /** The engine's view of this stream (few streams per page: a closure object is fine). */
+  #face(): ConnectionFace {
+    const source = this.#source
+    return {
+      deliver: (data) => source.push(data),
+      get unreadBytes() {
+        return source.queuedBytes
+      },
+      writable: () => this.#wakeSink(),
+      endWriting: () => {
+        // close() without a sink: nothing more will be written; a running sink is cut short.
+        this.#finish().catch(ignore)
+      },
+      connectionClosed: (error) => {
+        this.#closeError = error
+        this.#wakeSink(error ?? closedError(this.#connection.closeInfo?.code))
+      },
+      surfaceFatal: (error) => {
+        // The source throws it once its queued frames are read.
+        source.fail(error)
+        this.destroy(error)
+      },
+      cleanEnd: (finished) => {
+        finished?.()
+        source.end()
+      }
+    }
+  }
+}
+
+/**
+ * Wraps a WHATWG WebSocket (CONNECTING or OPEN) as a source/sink byte stream. The same as
+ * `new WsStream(socket, options)`.
+ */
+export function fromWhatwgWebSocket(socket: WhatwgWebSocket, options?: WsStreamOptions): WsStream {
+  return new WsStream(socket, options)
+}
+
+function makeEvents(): StreamEvents {
+  return new StreamEvents()
+}
+
+function withoutMaxPayload(options: WsStreamOptions | undefined): WsDuplexOptions | undefined {
+  if (typeof options !== 'object' || options === null || !('maxPayload' in options)) {
+    return options
+  }
+  const rest: WsStreamOptions = { ...options }
+  delete rest.maxPayload
+  return rest
+}
+
+function ignore(): void {}

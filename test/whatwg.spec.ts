@@ -1,0 +1,415 @@
+// The WHATWG face (WsStream) in Node, over undici's WebSocket client, against real ws-duplex and
+// ws servers on 127.0.0.1. test/browser.spec.ts runs the same face in headless Chromium.
+import type { AddressInfo } from 'node:net'
+import { createHash } from 'node:crypto'
+import { expect } from 'chai'
+import { pipe } from 'it-pipe'
+import * as lp from 'it-length-prefixed'
+import { WebSocket as UndiciWebSocket } from 'undici'
+import {
+  createServer,
+  fromWebSocket,
+  WsDuplex,
+  WsDuplexError,
+  WsStream,
+  type WhatwgWebSocket,
+  type WsDuplexServer
+} from '../lib/index.js'
+import { connect as whatwgConnect } from '../lib/browser.js'
+import { Cleanup, patternBytes, startWsServer } from './helpers/servers.js'
+import { collect, onceWithin, withTimeout } from './helpers/wait.js'
+
+const cleanup = new Cleanup()
+afterEach(() => cleanup.run())
+
+function undiciSocket(url: string): WhatwgWebSocket {
+  return new UndiciWebSocket(url) as unknown as WhatwgWebSocket
+}
+
+async function duplexServer(
+  onConnection: (duplex: WsDuplex) => void
+): Promise<{ url: string; server: WsDuplexServer }> {
+  const server = await createServer({ port: 0, host: '127.0.0.1' }, onConnection)
+  cleanup.add(() => server.close())
+  return { url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}`, server }
+}
+
+/** A server that reports each connection's bytes (or error) and how it closed. */
+async function recordingServer(): Promise<{
+  url: string
+  next: () => Promise<{ bytes: Buffer; code: number; error: string | undefined }>
+}> {
+  type Result = { bytes: Buffer; code: number; error: string | undefined }
+  const results: Promise<Result>[] = []
+  const waiters: ((result: Promise<Result>) => void)[] = []
+  const { url } = await duplexServer((duplex) => {
+    const result = (async () => {
+      let bytes: Buffer = Buffer.alloc(0)
+      let error: string | undefined
+      try {
+        bytes = await collect(duplex, 10_000)
+      } catch (e) {
+        error = (e as WsDuplexError).code
+      }
+      const info = duplex.closeInfo ?? (await onceWithin(duplex.events, 'close'))[0]
+      return { bytes, code: (info as { code: number }).code, error }
+    })()
+    const waiter = waiters.shift()
+    if (waiter) waiter(result)
+    else results.push(result)
+  })
+  return {
+    url,
+    next: () =>
+      withTimeout(
+        new Promise<Promise<Result>>((resolve) => {
+          const ready = results.shift()
+          if (ready) resolve(ready)
+          else waiters.push(resolve)
+        }).then((result) => result),
+        10_000,
+        'the server side'
+      )
+  }
+}
+
+async function* chunked(bytes: Uint8Array, sizes: number[]): AsyncGenerator<Uint8Array> {
+  let offset = 0
+  for (let i = 0; offset < bytes.length; i++) {
+    const size = sizes[i % sizes.length] ?? 1
+    yield bytes.subarray(offset, offset + size)
+    offset += size
+  }
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve = (): void => {}
+  const promise = new Promise<void>((r) => (resolve = r))
+  return { promise, resolve }
+}
+
+/** Yields `source`, then waits for `done` before ending (and so before the close). */
+async function* then<T>(
+  source: Iterable<T> | AsyncIterable<T>,
+  done: Promise<void>
+): AsyncGenerator<T> {
+  yield* source
+  await withTimeout(done, 10_000, 'the echo')
+}
+
+/** Reads to the end; returns every byte (as numbers) and the error the source ended with. */
+async function readUntilEnd(
+  source: AsyncIterable<Uint8Array>
+): Promise<{ chunks: number[]; error: WsDuplexError | undefined }> {
+  const chunks: number[] = []
+  try {
+    for await (const chunk of source) for (const byte of chunk) chunks.push(byte)
+  } catch (e) {
+    return { chunks, error: e as WsDuplexError }
+  }
+  return { chunks, error: undefined }
+}
+
+/** A server connection nobody uses: its ending (often abrupt, in these tests) is not news. */
+function ignoreErrors(duplex: WsDuplex): void {
+  duplex.on('error', () => {})
+}
+
+const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex')
+
+describe('WsStream over a WHATWG WebSocket (undici, in Node)', function () {
+  this.timeout(20_000)
+
+  describe('fromWebSocket()', () => {
+    it('gives a WsStream for a WHATWG socket and a WsDuplex for a ws socket', async () => {
+      const { url } = await duplexServer(ignoreErrors)
+      const whatwg = fromWebSocket(undiciSocket(url))
+      cleanup.add(() => whatwg.destroy())
+      expect(whatwg).to.be.instanceOf(WsStream)
+      const { WebSocket } = await import('ws')
+      const ws = fromWebSocket(new WebSocket(url))
+      cleanup.add(() => void ws.destroy())
+      expect(ws).to.be.instanceOf(WsDuplex)
+    })
+
+    it('refuses anything else with a TypeError', () => {
+      expect(() => fromWebSocket({} as WhatwgWebSocket)).to.throw(TypeError, /socket/)
+    })
+
+    it('refuses a closed socket with ERR_STREAM_CLOSED', async () => {
+      const socket = new UndiciWebSocket('ws://127.0.0.1:1')
+      await withTimeout(
+        new Promise((resolve) => socket.addEventListener('close', resolve, { once: true })),
+        5000,
+        'the refused socket to close'
+      )
+      expect(() => new WsStream(socket as unknown as WhatwgWebSocket))
+        .to.throw(WsDuplexError)
+        .with.property('code', 'ERR_STREAM_CLOSED')
+    })
+  })
+
+  describe('bytes', () => {
+    it('carries bytes both ways in odd chunkings, then closes cleanly with 1000', async () => {
+      const data = patternBytes(300_001, 7)
+      const { url } = await duplexServer((duplex) => duplex.pipe(duplex))
+      const stream = fromWebSocket(undiciSocket(url))
+      // No half-close in WebSocket: the sink ends (and closes) only once the echo is complete.
+      const echoed = deferred()
+      const received: Uint8Array[] = []
+      let receivedBytes = 0
+      await Promise.all([
+        stream.sink(then(chunked(data, [1, 7, 4096, 65_537, 3]), echoed.promise)),
+        (async () => {
+          for await (const chunk of stream.source) {
+            received.push(chunk.slice())
+            receivedBytes += chunk.length
+            if (receivedBytes === data.length) echoed.resolve()
+          }
+        })()
+      ])
+      expect(sha256(Buffer.concat(received))).to.equal(sha256(data))
+      expect(stream.closeInfo).to.deep.equal({ code: 1000, reason: '', wasClean: true })
+    })
+
+    it('works with connect() from ws-duplex/browser and it-length-prefixed', async () => {
+      const { url } = await duplexServer((duplex) => void pipe(duplex.source, duplex.sink))
+      const stream = await whatwgConnect(url, { WebSocket: UndiciWebSocket as never })
+      const messages = Array.from({ length: 500 }, (_, i) => patternBytes(i * 3, i))
+      const allEchoed = deferred()
+      const echoed: Uint8Array[] = []
+      await pipe(
+        then(messages, allEchoed.promise),
+        (source) => lp.encode(source),
+        stream,
+        (source) => lp.decode(source),
+        async (source) => {
+          for await (const message of source) {
+            echoed.push(message.subarray())
+            if (echoed.length === messages.length) allEchoed.resolve()
+          }
+        }
+      )
+      expect(echoed.map(sha256)).to.deep.equal(messages.map(sha256))
+      expect(stream.closeInfo?.wasClean).to.equal(true)
+    })
+
+    it('holds the writer back when the peer stops reading (bounded, no busy polling)', async () => {
+      const server = await startWsServer(cleanup)
+      const stream = fromWebSocket(undiciSocket(server.url))
+      const peer = await server.nextSocket()
+      peer.pause()
+      let produced = 0
+      const total = 256 * 1024 * 1024
+      async function* producer(): AsyncGenerator<Uint8Array> {
+        const chunk = new Uint8Array(64 * 1024)
+        while (produced < total) {
+          produced += chunk.length
+          yield chunk
+        }
+      }
+      const sinking = stream.sink(producer())
+      sinking.catch(() => {})
+      // A stall is an absence of progress, so only time can show it: sample until two samples
+      // 200 ms apart agree (bounded), then check how far the writer got.
+      let last = -1
+      await withTimeout(
+        (async () => {
+          while (produced !== last) {
+            last = produced
+            await new Promise((resolve) => setTimeout(resolve, 200))
+          }
+        })(),
+        10_000,
+        'the writer to stall'
+      )
+      expect(produced).to.be.below(64 * 1024 * 1024)
+      stream.destroy()
+    })
+  })
+
+  describe('endings', () => {
+    it('end of the sink sends 1000 and the peer ends cleanly', async () => {
+      const server = await recordingServer()
+      const stream = fromWebSocket(undiciSocket(server.url))
+      void collect(stream.source).catch(() => {})
+      await stream.sink([new Uint8Array([1, 2, 3])])
+      const result = await server.next()
+      expect(result).to.deep.equal({ bytes: Buffer.from([1, 2, 3]), code: 1000, error: undefined })
+    })
+
+    it('destroy(error) sends 4011 (1011 is not allowed to scripts) and the peer errors', async () => {
+      const server = await recordingServer()
+      const stream = fromWebSocket(undiciSocket(server.url))
+      await onceWithin(stream.events as never, 'open', 5000)
+      stream.destroy(new Error('boom'))
+      const result = await server.next()
+      expect(result.code).to.equal(4011)
+      expect(result.error).to.equal('ERR_PEER_CLOSED_WITH_ERROR')
+    })
+
+    it('a peer that closes with 1011 is an error, not an EOF, after the bytes before it', async () => {
+      const { url } = await duplexServer((duplex) => {
+        duplex.write(new Uint8Array([9, 9]))
+        void duplex.close(1011, 'broken')
+      })
+      const stream = fromWebSocket(undiciSocket(url))
+      const { chunks, error } = await readUntilEnd(stream.source)
+      expect(chunks).to.deep.equal([9, 9])
+      expect(error).to.be.instanceOf(WsDuplexError)
+      expect(error?.code).to.equal('ERR_PEER_CLOSED_WITH_ERROR')
+      expect(error?.closeCode).to.equal(1011)
+    })
+
+    it('a peer that drops the TCP connection is ERR_ABNORMAL_CLOSURE', async () => {
+      const server = await startWsServer(cleanup)
+      const stream = fromWebSocket(undiciSocket(server.url))
+      const peer = await server.nextSocket()
+      peer.terminate()
+      const error = await collect(stream.source).then(
+        () => undefined,
+        (e: WsDuplexError) => e
+      )
+      expect(error?.code).to.equal('ERR_ABNORMAL_CLOSURE')
+      expect(stream.closeInfo?.wasClean).to.equal(false)
+    })
+
+    it('a text frame is ERR_TEXT_FRAME: bytes before it delivered, 4003 on the wire', async () => {
+      const server = await startWsServer(cleanup)
+      const stream = fromWebSocket(undiciSocket(server.url))
+      const peer = await server.nextSocket()
+      const closed = onceWithin<[number]>(peer, 'close', 5000)
+      peer.send(Buffer.from([1, 2]))
+      peer.send('hello')
+      const warnings: string[] = []
+      stream.events.on('warning', (e) => warnings.push(e.code))
+      const { chunks, error } = await readUntilEnd(stream.source)
+      expect(chunks).to.deep.equal([1, 2])
+      expect(error?.code).to.equal('ERR_TEXT_FRAME')
+      expect(error?.closeCode).to.equal(4003)
+      expect(warnings).to.include('ERR_TEXT_FRAME')
+      expect((await closed)[0]).to.equal(4003)
+    })
+
+    it("text: 'bytes' delivers a text frame's UTF-8 bytes", async () => {
+      const server = await startWsServer(cleanup)
+      const stream = fromWebSocket(undiciSocket(server.url), { text: 'bytes' })
+      const peer = await server.nextSocket()
+      peer.send('hé')
+      peer.close(1000)
+      expect(Buffer.from(await collect(stream.source)).toString()).to.equal('hé')
+    })
+
+    it('a reader that falls maxReadBuffer behind fails with ERR_READ_OVERFLOW (4008)', async () => {
+      const server = await startWsServer(cleanup)
+      const stream = fromWebSocket(undiciSocket(server.url), { maxReadBuffer: 100_000 })
+      const peer = await server.nextSocket()
+      const closed = onceWithin<[number]>(peer, 'close', 5000)
+      for (let i = 0; i < 10; i++) peer.send(Buffer.alloc(20_000, i))
+      const [code] = await closed
+      expect(code).to.equal(4008)
+      // Everything accepted before the overflow is still there for the reader, then the error.
+      const { chunks, error } = await readUntilEnd(stream.source)
+      expect(chunks.length).to.be.at.least(100_000)
+      expect(error?.code).to.equal('ERR_READ_OVERFLOW')
+    })
+
+    it('a message over maxPayload fails with ERR_PAYLOAD_TOO_LARGE (4009)', async () => {
+      const server = await startWsServer(cleanup)
+      const stream = fromWebSocket(undiciSocket(server.url), { maxPayload: 1000 })
+      const peer = await server.nextSocket()
+      const closed = onceWithin<[number]>(peer, 'close', 5000)
+      peer.send(Buffer.alloc(1001))
+      const error = await collect(stream.source).then(
+        () => undefined,
+        (e: WsDuplexError) => e
+      )
+      expect(error?.code).to.equal('ERR_PAYLOAD_TOO_LARGE')
+      expect((await closed)[0]).to.equal(4009)
+    })
+
+    it('a peer that never answers our close is cut off at closeTimeout', async () => {
+      const server = await startWsServer(cleanup)
+      const stream = fromWebSocket(undiciSocket(server.url), { closeTimeout: 300 })
+      const peer = await server.nextSocket()
+      // Stop reading, so ws never sees (or answers) our close frame.
+      peer.pause()
+      const started = performance.now()
+      const info = await withTimeout(stream.close(), 5000, 'close()')
+      expect(info.wasClean).to.equal(false)
+      expect(performance.now() - started).to.be.below(3000)
+      const error = await collect(stream.source).then(
+        () => undefined,
+        (e: WsDuplexError) => e
+      )
+      expect(error?.code).to.equal('ERR_CLOSE_TIMEOUT')
+    })
+  })
+
+  describe('what the API cannot do', () => {
+    it('ping() rejects with ERR_UNSUPPORTED', async () => {
+      const { url } = await duplexServer(ignoreErrors)
+      const stream = fromWebSocket(undiciSocket(url))
+      cleanup.add(() => stream.destroy())
+      const error = await stream.ping().catch((e: WsDuplexError) => e)
+      expect(error).to.have.property('code', 'ERR_UNSUPPORTED')
+    })
+
+    it('keepAlive is reported as unsupported on events, not thrown', async () => {
+      const { url } = await duplexServer(ignoreErrors)
+      const stream = fromWebSocket(undiciSocket(url), { keepAlive: true })
+      cleanup.add(() => stream.destroy())
+      const [warning] = await onceWithin<[WsDuplexError]>(stream.events as never, 'warning')
+      expect(warning.code).to.equal('ERR_UNSUPPORTED')
+    })
+  })
+
+  describe('connect() from ws-duplex/browser', () => {
+    it('rejects a refused connection with ERR_CONNECT_FAILED', async () => {
+      const { url, server } = await duplexServer(ignoreErrors)
+      await server.close()
+      const error = await whatwgConnect(url, { WebSocket: UndiciWebSocket as never }).catch(
+        (e: WsDuplexError) => e
+      )
+      expect(error).to.have.property('code', 'ERR_CONNECT_FAILED')
+    })
+
+    it('rejects an aborted attempt with ERR_ABORTED', async () => {
+      const { url } = await duplexServer(ignoreErrors)
+      const controller = new AbortController()
+      const pending = whatwgConnect(url, {
+        WebSocket: UndiciWebSocket as never,
+        signal: controller.signal
+      })
+      controller.abort()
+      const error = await pending.catch((e: WsDuplexError) => e)
+      expect(error).to.have.property('code', 'ERR_ABORTED')
+    })
+
+    it('validates its options with TypeError and RangeError naming them', async () => {
+      await whatwgConnect('http//nope').then(
+        () => expect.fail('should reject'),
+        (e: Error) => expect(e).to.be.instanceOf(TypeError).with.property('message').match(/url/)
+      )
+      await whatwgConnect('ws://127.0.0.1:1', { timeout: 0 }).then(
+        () => expect.fail('should reject'),
+        (e: Error) =>
+          expect(e)
+            .to.be.instanceOf(RangeError)
+            .with.property('message')
+            .match(/timeout/)
+      )
+      await whatwgConnect('ws://127.0.0.1:1', {
+        WebSocket: UndiciWebSocket as never,
+        maxReadBuffer: -1
+      }).then(
+        () => expect.fail('should reject'),
+        (e: Error) =>
+          expect(e)
+            .to.be.instanceOf(RangeError)
+            .with.property('message')
+            .match(/maxReadBuffer/)
+      )
+    })
+  })
+})
