@@ -110,15 +110,22 @@ export class Connection {
           })
     seam.attach(this, socketHandler)
     if (this.#opened) this.#keepAlive?.start()
-    if (options.keepAlive !== undefined && !seam.canPing) {
-      // Reported, not thrown: the same options may serve a ws socket and a WHATWG one.
-      queueMicrotask(() =>
-        this.#events?.emit(
-          'warning',
-          new WsDuplexError('ERR_UNSUPPORTED', 'keepAlive needs pings, which this WebSocket lacks')
-        )
+    if (this.#opened) this.#reportMissingKeepAlive()
+  }
+
+  /**
+   * keepAlive over a socket that cannot ping is reported, not thrown (the same options may serve
+   * a ws socket and a WHATWG one). On a timer after the open, so that a listener added once
+   * connect() resolves still hears it.
+   */
+  #reportMissingKeepAlive(): void {
+    if (this.#options.keepAlive === undefined || this.#seam.canPing) return
+    setTimeout(() => {
+      this.#events?.emit(
+        'warning',
+        new WsDuplexError('ERR_UNSUPPORTED', 'keepAlive needs pings, which this WebSocket lacks')
       )
-    }
+    }, 0)
   }
 
   get events(): EventSink {
@@ -371,6 +378,7 @@ export class Connection {
     this.#opened = true
     this.#queue.release()
     this.#keepAlive?.start()
+    this.#reportMissingKeepAlive()
     this.#events?.emit('open')
     this.#face.writable()
     this.#maybeFinish()
