@@ -268,7 +268,7 @@ export class WsDuplex
     // (which pipe destinations expect) depends on that.
     const chunk: Buffer | null = super.read(size)
     // A fatal error waits until the bytes that arrived before it have been read.
-    if (this.readableLength === 0 && this.#connection.fatal !== undefined) {
+    if (this.#connection.fatal !== undefined && this.readableLength === 0) {
       process.nextTick(readerProgressed, this.#connection)
     }
     return chunk
