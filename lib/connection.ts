@@ -20,7 +20,7 @@ export interface ConnectionFace {
   deliver(data: Uint8Array): boolean
   /** Bytes delivered to the face and not yet read. */
   readonly unreadBytes: number
-  /** The send queue has room again (a frame was flushed, or the socket opened). */
+  /** The send queue may have room again (a frame was flushed, or the socket opened). */
   writable(): void
   /** `close()` was called: end the write side (flush, then our close frame via `finish`). */
   endWriting(): void
@@ -61,6 +61,8 @@ export class Connection {
   readonly #keepAlive: KeepAlive | undefined
 
   #opened: boolean
+  /** A sink waiting for room in the send queue (both faces' sinks wait here). */
+  #roomWaiter: { resolve: () => void; reject: (error: Error) => void } | undefined
   /** The face's end-of-writing callback, waiting for every byte to be handed to the OS. */
   #heldFinish: ((error?: Error | null) => void) | undefined
   /** Set by release(): called once the socket reports it is closed. */
@@ -181,6 +183,27 @@ export class Connection {
     return state === 'open' || state === 'connecting'
   }
 
+  /** Resolves once the send queue is under the high water mark; rejects if the stream ends. */
+  whenRoom(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#roomWaiter = { resolve, reject }
+      this.#wakeRoomWaiter()
+    })
+  }
+
+  #wakeRoomWaiter(): void {
+    const waiter = this.#roomWaiter
+    if (waiter === undefined || !this.hasRoom) return
+    this.#roomWaiter = undefined
+    waiter.resolve()
+  }
+
+  #failRoomWaiter(error: Error): void {
+    const waiter = this.#roomWaiter
+    this.#roomWaiter = undefined
+    waiter?.reject(error)
+  }
+
   /** Fails the stream because a write came after the close started. */
   refuseWrite(): void {
     this.fail(closedError(this.lastCloseCode), 'none')
@@ -206,6 +229,7 @@ export class Connection {
     }
     this.#flushedSinceCheck = true
     this.#face.writable()
+    this.#wakeRoomWaiter()
     this.#maybeFinish()
   }
 
@@ -294,6 +318,7 @@ export class Connection {
   release(failure: Error, isFailure: boolean, done: () => void): void {
     this.#isReleased = true
     this.#stopTimers()
+    this.#failRoomWaiter(failure)
     const finish = this.#heldFinish
     this.#heldFinish = undefined
     finish?.(failure)
@@ -381,6 +406,7 @@ export class Connection {
     this.#reportMissingKeepAlive()
     this.#events?.emit('open')
     this.#face.writable()
+    this.#wakeRoomWaiter()
     this.#maybeFinish()
   }
 
@@ -505,6 +531,7 @@ export class Connection {
     const info: CloseInfo = { code, reason, wasClean: error === undefined && receivedCloseFrame }
     this.#closeInfo = info
     this.#rejectPings(closedError(code))
+    this.#failRoomWaiter(error ?? closedError(code))
     this.#face.connectionClosed(error)
     this.#events?.emit('close', info)
     const waiters = this.#closeWaiters

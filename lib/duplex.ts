@@ -37,7 +37,6 @@ export class WsDuplex
   #heldWrite: WriteCallback | undefined
   #readFace: 'stream' | 'source' | undefined
   #writeFace: 'stream' | 'sink' | undefined
-  #sinkWaiter: { resolve: () => void; reject: (error: Error) => void } | undefined
   #source: SourceQueue | undefined
   /** The readable side was ended after a clean close. */
   #readEnded = false
@@ -165,11 +164,7 @@ export class WsDuplex
         connection.push(chunk)
         return connection.hasRoom
       },
-      drained: () =>
-        new Promise<void>((resolve, reject) => {
-          this.#sinkWaiter = { resolve, reject }
-          this.#wakeSink()
-        }),
+      drained: () => connection.whenRoom(),
       finish: async () => {
         if (!this.writableEnded) this.end()
         await finished(this, { readable: false })
@@ -177,19 +172,6 @@ export class WsDuplex
       abort: (error) => {
         this.destroy(error)
       }
-    }
-  }
-
-  /** Lets a waiting sink go on once the queue is under the mark, or fails it. */
-  #wakeSink(failure?: Error): void {
-    const waiter = this.#sinkWaiter
-    if (waiter === undefined) return
-    if (failure !== undefined) {
-      this.#sinkWaiter = undefined
-      waiter.reject(failure)
-    } else if (this.#connection.hasRoom) {
-      this.#sinkWaiter = undefined
-      waiter.resolve()
     }
   }
 
@@ -311,7 +293,6 @@ export class WsDuplex
     const write = this.#heldWrite
     this.#heldWrite = undefined
     write?.(failure)
-    this.#wakeSink(failure)
     this.#source?.fail(failure)
     connection.release(failure, isFailure(error), () => callback(error))
   }
@@ -339,16 +320,14 @@ export class WsDuplex
 
       writable(): void {
         this.#duplex.#releaseHeldWrite()
-        this.#duplex.#wakeSink()
       }
 
       endWriting(): void {
         if (!this.#duplex.writableEnded) this.#duplex.end()
       }
 
-      connectionClosed(error: WsDuplexError | undefined): void {
+      connectionClosed(): void {
         const duplex = this.#duplex
-        duplex.#wakeSink(error ?? closedError(duplex.#connection.closeInfo?.code))
         duplex[kOnConnectionClosed]?.(duplex)
       }
 

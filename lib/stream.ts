@@ -34,7 +34,6 @@ export class WsStream implements ItDuplex<
   readonly #source: SourceQueue
   readonly #sink: (source: Source<SinkChunk>) => Promise<void>
   #sinkStarted = false
-  #sinkWaiter: { resolve: () => void; reject: (error: Error) => void } | undefined
   /** Ending the write side: resolves once our close frame is sent. */
   #finished: Promise<void> | undefined
   #closeError: WsDuplexError | undefined
@@ -126,7 +125,6 @@ export class WsStream implements ItDuplex<
     if (this.#destroyed) return
     this.#destroyed = true
     const failure = error ?? closedError(this.#connection.closeInfo?.code)
-    this.#wakeSink(failure)
     this.#source.fail(failure)
     this.#connection.release(failure, isFailure(error), ignore)
   }
@@ -173,11 +171,7 @@ export class WsStream implements ItDuplex<
         connection.push(chunk)
         return connection.hasRoom
       },
-      drained: () =>
-        new Promise<void>((resolve, reject) => {
-          this.#sinkWaiter = { resolve, reject }
-          this.#wakeSink()
-        }),
+      drained: () => connection.whenRoom(),
       finish: () => this.#finish(),
       abort: (error) => this.destroy(error)
     }
@@ -190,18 +184,6 @@ export class WsStream implements ItDuplex<
     }))
   }
 
-  #wakeSink(failure?: Error): void {
-    const waiter = this.#sinkWaiter
-    if (waiter === undefined) return
-    if (failure !== undefined) {
-      this.#sinkWaiter = undefined
-      waiter.reject(failure)
-    } else if (this.#connection.hasRoom) {
-      this.#sinkWaiter = undefined
-      waiter.resolve()
-    }
-  }
-
   /** The engine's view of this stream (few streams per page: a closure object is fine). */
   #face(): ConnectionFace {
     const source = this.#source
@@ -210,14 +192,13 @@ export class WsStream implements ItDuplex<
       get unreadBytes() {
         return source.queuedBytes
       },
-      writable: () => this.#wakeSink(),
+      writable: ignore,
       endWriting: () => {
         // close() without a sink: nothing more will be written; a running sink is cut short.
         this.#finish().catch(ignore)
       },
       connectionClosed: (error) => {
         this.#closeError = error
-        this.#wakeSink(error ?? closedError(this.#connection.closeInfo?.code))
       },
       surfaceFatal: (error) => {
         // The source throws it once its queued frames are read.
