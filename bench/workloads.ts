@@ -305,6 +305,34 @@ function memory(): { rss: number; heap: number; external: number } {
   return { rss: m.rss, heap: m.heapUsed, external: m.external }
 }
 
+/** The idle workload measures memory once half of its connections are open, and at the end. */
+function idleHalf(conns: number): number {
+  return Math.floor(conns / 2)
+}
+
+/**
+ * Memory per idle connection: the growth from half of the connections to all of them, divided
+ * by the second half. Counting from zero would also charge the connections with one-time costs
+ * that have nothing to do with how many there are: loading the implementation's modules,
+ * compiling its code, V8 growing its young generation. Those are in `*FromZero`, for the record.
+ */
+function perConn(
+  side: 'server' | 'client',
+  base: ReturnType<typeof memory>,
+  atHalf: ReturnType<typeof memory>,
+  atEnd: ReturnType<typeof memory>,
+  conns: number
+): Record<string, number> {
+  const second = conns - idleHalf(conns)
+  return {
+    [`${side}RssPerConn`]: (atEnd.rss - atHalf.rss) / second,
+    [`${side}HeapPerConn`]: (atEnd.heap - atHalf.heap) / second,
+    [`${side}ExternalPerConn`]: (atEnd.external - atHalf.external) / second,
+    [`${side}RssPerConnFromZero`]: (atEnd.rss - base.rss) / conns,
+    [`${side}HeapPerConnFromZero`]: (atEnd.heap - base.heap) / conns
+  }
+}
+
 function maxRssKiB(): number {
   return process.resourceUsage().maxRSS
 }
@@ -417,11 +445,13 @@ export async function serve(w: Workload, impl: Impl, peer: Peer): Promise<Servin
     // idle: hold `conns` connections, measure memory, then check each one still carries data.
     const id = idPayloads(w.conns)
     const seen = new Uint8Array(w.conns)
+    const half = idleHalf(w.conns)
     let accepted = 0
     let verified = 0
     let finished = 0
     await settleAndGc()
     const base = memory()
+    let atHalf = base
     const values: Record<string, number> = {}
     progress = () => `${accepted}/${w.conns} accepted, ${verified} verified, ${finished} ended`
     const done = (): void => {
@@ -456,12 +486,14 @@ export async function serve(w: Workload, impl: Impl, peer: Peer): Promise<Servin
             done()
           }
         )
-      if (++accepted === w.conns) {
+      if (++accepted === half) {
         void settleAndGc().then(() => {
-          const m = memory()
-          values.serverRssPerConn = (m.rss - base.rss) / w.conns
-          values.serverHeapPerConn = (m.heap - base.heap) / w.conns
-          values.serverExternalPerConn = (m.external - base.external) / w.conns
+          atHalf = memory()
+          peer.signal('server-half')
+        })
+      } else if (accepted === w.conns) {
+        void settleAndGc().then(() => {
+          Object.assign(values, perConn('server', base, atHalf, memory(), w.conns))
           peer.signal('server-measured')
         })
       }
@@ -526,10 +558,17 @@ export function drive(w: Workload, impl: Impl, port: number, peer: Peer): Drivin
       return { tStart }
     }
     if (w.kind === 'rtt') return rtt(w, await impl.connect(port), (p) => (progress = p))
-    // idle
+    // idle: the second half of the connections is the one measured (see perConn)
     await settleAndGc()
     const base = memory()
-    const conns = await openConns(impl, port, w.conns)
+    const half = idleHalf(w.conns)
+    const conns = await openConns(impl, port, half)
+    progress = () => `${half} open, measuring`
+    await settleAndGc()
+    const atHalf = memory()
+    await peer.waitFor('server-half')
+    progress = () => `${half} open, opening the rest`
+    conns.push(...(await openConns(impl, port, w.conns - half)))
     progress = () => `${w.conns} open, measuring`
     await settleAndGc()
     const m = memory()
@@ -537,11 +576,7 @@ export function drive(w: Workload, impl: Impl, port: number, peer: Peer): Drivin
     progress = () => `${w.conns} open, sending ids`
     const id = idPayloads(w.conns)
     await Promise.all(conns.map((c, i) => c.send([id.make(i)])))
-    return {
-      clientRssPerConn: (m.rss - base.rss) / w.conns,
-      clientHeapPerConn: (m.heap - base.heap) / w.conns,
-      clientExternalPerConn: (m.external - base.external) / w.conns
-    }
+    return perConn('client', base, atHalf, m, w.conns)
   }
   const report = run().then(
     (values): SideReport => ({ ok: true, values }),
@@ -684,7 +719,11 @@ export function computeMetrics(
         serverExternalKiB: s('serverExternalPerConn') / KiB,
         clientRssKiB: c('clientRssPerConn') / KiB,
         clientHeapKiB: c('clientHeapPerConn') / KiB,
-        clientExternalKiB: c('clientExternalPerConn') / KiB
+        clientExternalKiB: c('clientExternalPerConn') / KiB,
+        serverRssKiBFromZero: s('serverRssPerConnFromZero') / KiB,
+        serverHeapKiBFromZero: s('serverHeapPerConnFromZero') / KiB,
+        clientRssKiBFromZero: c('clientRssPerConnFromZero') / KiB,
+        clientHeapKiBFromZero: c('clientHeapPerConnFromZero') / KiB
       }
   }
 }

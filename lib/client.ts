@@ -68,7 +68,7 @@ export async function connect(url: string | URL, options?: ConnectOptions): Prom
       cause: error
     })
   }
-  const duplex = new WsDuplex(socket, duplexOptions)
+  const duplex = new WsDuplex(socket, normalized)
 
   return new Promise<WsDuplex>((resolve, reject) => {
     const cleanup = (): void => {

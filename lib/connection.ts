@@ -16,6 +16,8 @@ import { errorFromSocket } from './socket-errors.js'
 
 /** What the engine needs from the face the user holds. */
 export interface ConnectionFace {
+  /** Makes the face's typed events emitter (asked for on first use of `events`). */
+  makeEvents(): EventSink
   /** A binary message for the reader; false when its buffer is at the high water mark. */
   deliver(data: Uint8Array): boolean
   /** Bytes delivered to the face and not yet read. */
@@ -55,7 +57,6 @@ export class Connection {
   readonly #face: ConnectionFace
   readonly #options: NormalizedOptions
   readonly #queue: SendQueue<Connection>
-  readonly #makeEvents: () => EventSink
   /** Made on first use: most connections never look at their events. */
   #events: EventSink | undefined
   readonly #keepAlive: KeepAlive | undefined
@@ -65,17 +66,15 @@ export class Connection {
   #roomWaiter: { resolve: () => void; reject: (error: Error) => void } | undefined
   /** The face's end-of-writing callback, waiting for every byte to be handed to the OS. */
   #heldFinish: ((error?: Error | null) => void) | undefined
-  /** Set by release(): called once the socket reports it is closed. */
+  /**
+   * Set by release(), which lets go of the connection: what to call once the socket reports it
+   * is closed (a no-op once called).
+   */
   #released: (() => void) | undefined
-  #isReleased = false
-  /** What ending the write side sends; `close(code, reason)` changes it before it is sent. */
-  #closeCodeToSend: number = CloseCode.Normal
-  #closeReasonToSend = ''
+  /** What ending the write side sends, when `close(code, reason)` asked for other than 1000. */
+  #closeRequest: { readonly code: number; readonly reason: string } | undefined
   /** The code of the close frame we asked for, once we sent one. */
   #sentCloseCode: number | undefined
-  /** The code that went on the wire for it (a WHATWG socket may have to use another). */
-  #wireCloseCode: number | undefined
-  #closingEmitted = false
   #closeTimer: Timer | undefined
   /** Set whenever a frame is flushed; close() treats a flush without it for a while as stalled. */
   #flushedSinceCheck = false
@@ -87,18 +86,11 @@ export class Connection {
   #closeInfo: CloseInfo | undefined
   #closeWaiters: ((info: CloseInfo) => void)[] | undefined
   #pings: PendingPing[] | undefined
-  #pingSequence = 0
 
-  constructor(
-    seam: SocketSeam<Connection>,
-    face: ConnectionFace,
-    options: NormalizedOptions,
-    makeEvents: () => EventSink
-  ) {
+  constructor(seam: SocketSeam<Connection>, face: ConnectionFace, options: NormalizedOptions) {
     this.#seam = seam
     this.#face = face
     this.#options = options
-    this.#makeEvents = makeEvents
     this.#queue = new SendQueue(options.maxFrameSize, this as Connection, frameSink)
     this.#opened = seam.state === 'open'
     if (!this.#opened) this.#queue.hold()
@@ -111,6 +103,8 @@ export class Connection {
             onTimeout: () => this.#onKeepAliveTimeout()
           })
     seam.attach(this, socketHandler)
+    // Keepalive counts every frame as life, pongs and pings included.
+    if (this.#keepAlive !== undefined) seam.watchControlFrames()
     if (this.#opened) this.#keepAlive?.start()
     if (this.#opened) this.#reportMissingKeepAlive()
   }
@@ -131,7 +125,12 @@ export class Connection {
   }
 
   get events(): EventSink {
-    return (this.#events ??= this.#makeEvents())
+    if (this.#events === undefined) {
+      this.#events = this.#face.makeEvents()
+      // 'ping' and 'pong' events: only worth listening for once someone may listen to them.
+      this.#seam.watchControlFrames()
+    }
+    return this.#events
   }
 
   /** Whether `events` was asked for yet (emitting to nobody costs nothing then). */
@@ -239,7 +238,8 @@ export class Connection {
     if (callback === undefined || this.#fatal !== undefined) return
     if (!this.#opened || this.#queue.pendingBytes > 0) return
     this.#heldFinish = undefined
-    this.#startClose(this.#closeCodeToSend, this.#closeReasonToSend)
+    const request = this.#closeRequest
+    this.#startClose(request?.code ?? CloseCode.Normal, request?.reason ?? '')
     callback()
   }
 
@@ -267,8 +267,7 @@ export class Connection {
     if (this.#closeInfo !== undefined) return Promise.resolve(this.#closeInfo)
     const result = new Promise<CloseInfo>((resolve) => (this.#closeWaiters ??= []).push(resolve))
     if (this.#sentCloseCode === undefined) {
-      this.#closeCodeToSend = code
-      this.#closeReasonToSend = reason
+      this.#closeRequest = { code, reason }
     }
     this.#face.endWriting()
     if (this.#sentCloseCode === undefined && this.#closeTimer === undefined) {
@@ -297,8 +296,10 @@ export class Connection {
         new WsDuplexError('ERR_UNSUPPORTED', 'This WebSocket cannot send pings (WHATWG API)')
       )
     }
-    if (this.#seam.state !== 'open' || this.#isReleased) return Promise.reject(closedError())
-    const payload = data === undefined ? pingPayload(++this.#pingSequence) : data.slice()
+    if (this.#seam.state !== 'open' || this.#released !== undefined)
+      return Promise.reject(closedError())
+    this.#seam.watchControlFrames()
+    const payload = data === undefined ? pingPayload(++pingSequence) : data.slice()
     return new Promise((resolve, reject) => {
       const ping: PendingPing = { payload, startedAt: performance.now(), resolve, reject }
       ;(this.#pings ??= []).push(ping)
@@ -316,7 +317,7 @@ export class Connection {
    * socket is terminated. `done` runs once the socket reports it is closed.
    */
   release(failure: Error, isFailure: boolean, done: () => void): void {
-    this.#isReleased = true
+    this.#released = done
     this.#stopTimers()
     this.#failRoomWaiter(failure)
     const finish = this.#heldFinish
@@ -324,6 +325,7 @@ export class Connection {
     finish?.(failure)
     this.#rejectPings(failure)
     if (this.#closeInfo !== undefined) {
+      this.#released = noop
       done()
       return
     }
@@ -331,11 +333,9 @@ export class Connection {
     if (this.#seam.state === 'open' && this.#sentCloseCode === undefined) {
       const code = isFailure ? CloseCode.InternalError : CloseCode.Normal
       this.#sentCloseCode = code
-      this.#wireCloseCode = this.#seam.wireCloseCode(code)
       this.#seam.close(code, '')
       this.#emitClosing(code, '', 'local')
     }
-    this.#released = done
     this.#seam.terminate()
   }
 
@@ -346,7 +346,6 @@ export class Connection {
     // A paused socket reads nothing, so it would never see the peer's answering close frame
     // (the createWebSocketStream `_final` trap); from here on reading is never paused again.
     this.#seam.resume()
-    this.#wireCloseCode = this.#seam.wireCloseCode(code)
     this.#seam.close(code, reason)
     this.#emitClosing(code, reason, 'local')
     // Restart the clock: close() may have armed it to bound the flush that just finished.
@@ -391,9 +390,8 @@ export class Connection {
     )
   }
 
+  /** Once per connection: callers emit it only before any close frame was sent. */
   #emitClosing(code: number, reason: string, initiator: 'local' | 'remote'): void {
-    if (this.#closingEmitted) return
-    this.#closingEmitted = true
     this.#events?.emit('closing', { code, reason, initiator })
   }
 
@@ -412,7 +410,7 @@ export class Connection {
 
   #onMessage(data: Uint8Array, isBinary: boolean): void {
     this.#keepAlive?.sawFrame()
-    if (this.#fatal !== undefined || this.#isReleased) return
+    if (this.#fatal !== undefined || this.#released !== undefined) return
     if (!isBinary && this.#refuseText(data)) return
     if (data.length === 0) return
     if (this.#face.deliver(data) || this.#sentCloseCode !== undefined) return
@@ -495,7 +493,7 @@ export class Connection {
    * itself and drop those unread bytes.
    */
   fail(error: WsDuplexError, action: number | 'terminate' | 'none'): void {
-    if (this.#fatal !== undefined || this.#isReleased) return
+    if (this.#fatal !== undefined || this.#released !== undefined) return
     this.#fatal = error
     this.#events?.emit('warning', error)
     if (typeof action === 'number') this.#startClose(action, '')
@@ -506,7 +504,8 @@ export class Connection {
   }
 
   #maybeSurfaceFatal(): void {
-    if (this.#fatal === undefined || this.#closeInfo === undefined || this.#isReleased) return
+    if (this.#fatal === undefined || this.#closeInfo === undefined || this.#released !== undefined)
+      return
     this.#face.surfaceFatal(this.#fatal)
   }
 
@@ -540,7 +539,7 @@ export class Connection {
 
     const released = this.#released
     if (released !== undefined) {
-      this.#released = undefined
+      this.#released = noop
       released()
       return
     }
@@ -571,7 +570,12 @@ export class Connection {
         { closeCode: CloseCode.Abnormal }
       )
     }
-    if (isCleanCloseCode(code) || code === this.#sentCloseCode || code === this.#wireCloseCode) {
+    // The peer may echo our code as it went on the wire (a WHATWG socket may have to use another).
+    const sent = this.#sentCloseCode
+    if (
+      isCleanCloseCode(code) ||
+      (sent !== undefined && (code === sent || code === this.#seam.wireCloseCode(sent)))
+    ) {
       return undefined
     }
     return new WsDuplexError('ERR_PEER_CLOSED_WITH_ERROR', `The peer closed with code ${code}`, {
@@ -611,7 +615,12 @@ export function isFailure(error: Error | null | undefined): boolean {
 
 const EMPTY = new Uint8Array(0)
 
+/** Numbers the default ping payloads; unique in the process, so unique per connection too. */
+let pingSequence = 0
+
 function ignoreSendResult(): void {}
+
+function noop(): void {}
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false

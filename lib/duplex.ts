@@ -63,12 +63,7 @@ export class WsDuplex
       writableHighWaterMark: normalized.writableHighWaterMark
     })
     this.#socket = socket
-    this.#connection = new Connection(
-      new NodeWsSocket(socket),
-      faceOf(this),
-      normalized,
-      makeEvents
-    )
+    this.#connection = new Connection(new NodeWsSocket(socket), faceOf(this), normalized)
   }
 
   /** Out-of-band events: warnings, pings, pongs, the close handshake. Never throws unobserved. */
@@ -307,6 +302,10 @@ export class WsDuplex
         this.#duplex = duplex
       }
 
+      makeEvents(): DuplexEvents {
+        return new DuplexEvents()
+      }
+
       deliver(data: Uint8Array): boolean {
         const duplex = this.#duplex
         const source = duplex.#source
@@ -372,10 +371,6 @@ export class WsDuplex
     }
     faceOf = (duplex) => new DuplexFace(duplex)
   }
-}
-
-function makeEvents(): DuplexEvents {
-  return new DuplexEvents()
 }
 
 function readerProgressed(connection: Connection): void {

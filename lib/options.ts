@@ -164,18 +164,39 @@ function keepAliveOption(value: unknown): NormalizedKeepAlive | undefined {
   })
 }
 
+/** The WsDuplex option names, so `connect()` and `createServer()` can split them from the rest. */
+export const DUPLEX_OPTION_NAMES = [
+  'text',
+  'maxFrameSize',
+  'closeTimeout',
+  'keepAlive',
+  'readableHighWaterMark',
+  'writableHighWaterMark',
+  'maxReadBuffer'
+] as const satisfies readonly (keyof WsDuplexOptions)[]
+
 /** Objects this module made: a server normalises once and hands the result to every connection. */
 const normalized = new WeakSet<object>()
 
+/** Every connection that takes the defaults shares this one (memory per connection counts). */
+let defaultOptions: NormalizedOptions | undefined
+
 /**
- * Validates the WsDuplex options and returns a new, frozen object with every default filled
- * (or the same object, when it came from here already).
+ * Validates the WsDuplex options and returns a frozen object with every default filled: a new
+ * one, the same object when it came from here already, or a shared one when nothing is set.
  */
 export function normalizeOptions(options: unknown): NormalizedOptions {
   if (typeof options === 'object' && options !== null && normalized.has(options)) {
     return options as NormalizedOptions
   }
   const given = objectOption('options', options)
+  if (DUPLEX_OPTION_NAMES.every((name) => given[name] === undefined)) {
+    return (defaultOptions ??= buildOptions({}))
+  }
+  return buildOptions(given)
+}
+
+function buildOptions(given: Record<string, unknown>): NormalizedOptions {
   const result: NormalizedOptions = Object.freeze({
     text: oneOfOption<TextPolicy>('text', given.text, ['error', 'ignore', 'bytes'], DEFAULTS.text),
     maxFrameSize: integerOption(
@@ -212,17 +233,6 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
   normalized.add(result)
   return result
 }
-
-/** The WsDuplex option names, so `connect()` and `createServer()` can split them from the rest. */
-export const DUPLEX_OPTION_NAMES = [
-  'text',
-  'maxFrameSize',
-  'closeTimeout',
-  'keepAlive',
-  'readableHighWaterMark',
-  'writableHighWaterMark',
-  'maxReadBuffer'
-] as const satisfies readonly (keyof WsDuplexOptions)[]
 
 /** Splits an options object into the WsDuplex options and everything else (a new object each). */
 export function splitDuplexOptions<T extends object>(

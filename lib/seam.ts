@@ -31,6 +31,11 @@ export interface SocketSeam<Owner> {
   readonly canPing: boolean
   /** Starts delivering events to `handler` on behalf of `owner`; call once. */
   attach(owner: Owner, handler: SocketHandler<Owner>): void
+  /**
+   * Starts delivering `onPing` / `onPong` too (idempotent). Off until asked for: most
+   * connections never look at control frames, and every listener costs memory per connection.
+   */
+  watchControlFrames(): void
   /** Stop reading from the network (the peer then feels TCP backpressure). */
   pause(): void
   resume(): void

@@ -21,7 +21,8 @@ export class SendQueue<Owner> {
   readonly #maxFrameSize: number
   readonly #owner: Owner
   readonly #sink: FrameSink<Owner>
-  #chunks: Uint8Array[] = []
+  /** Made on the first write after each flush: an idle connection holds no array. */
+  #chunks: Uint8Array[] | undefined
   #queuedBytes = 0
   #inFlightBytes = 0
   #flushScheduled = false
@@ -58,7 +59,7 @@ export class SendQueue<Owner> {
 
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return
-    this.#chunks.push(chunk)
+    ;(this.#chunks ??= []).push(chunk)
     this.#queuedBytes += chunk.length
     if (!this.#flushScheduled && !this.#held) {
       this.#flushScheduled = true
@@ -69,7 +70,7 @@ export class SendQueue<Owner> {
   /** Drops what was never sent, returning how many bytes that was. */
   discard(): number {
     const dropped = this.#queuedBytes
-    this.#chunks = []
+    this.#chunks = undefined
     this.#queuedBytes = 0
     return dropped
   }
@@ -77,9 +78,9 @@ export class SendQueue<Owner> {
   /** Frames and sends everything queued now. */
   flush(): void {
     this.#flushScheduled = false
-    if (this.#held || this.#queuedBytes === 0) return
     const chunks = this.#chunks
-    this.#chunks = []
+    if (this.#held || chunks === undefined) return
+    this.#chunks = undefined
     this.#queuedBytes = 0
     const max = this.#maxFrameSize
     let batch: Uint8Array[] = []

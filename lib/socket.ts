@@ -32,6 +32,7 @@ export class NodeWsSocket<Owner> implements SocketSeam<Owner> {
   #owner: Owner | undefined
   #handler: SocketHandler<Owner> | undefined
   #rejectedStatus: number | undefined
+  #watchingControlFrames = false
 
   constructor(ws: WebSocket) {
     this.#ws = ws
@@ -65,13 +66,23 @@ export class NodeWsSocket<Owner> implements SocketSeam<Owner> {
     this.#handler = handler
     const ws = this.#ws as MarkedWebSocket
     ws[kSeam] = this
-    ws.on('open', wsOnOpen)
+    // Only the listeners every connection needs: ws keeps them in a dictionary whose size
+    // grows with the number of event names, so each one costs memory per idle connection.
     ws.on('message', wsOnMessage)
-    ws.on('ping', wsOnPing)
-    ws.on('pong', wsOnPong)
     ws.on('error', wsOnError)
     ws.on('close', wsOnClose)
-    if (ws.readyState === WebSocket.CONNECTING) ws.on('unexpected-response', wsOnRejected)
+    if (ws.readyState === WebSocket.CONNECTING) {
+      ws.on('open', wsOnOpen)
+      ws.on('unexpected-response', wsOnRejected)
+    }
+  }
+
+  watchControlFrames(): void {
+    if (this.#watchingControlFrames || this.#handler === undefined) return
+    this.#watchingControlFrames = true
+    const ws = this.#ws
+    ws.on('ping', wsOnPing)
+    ws.on('pong', wsOnPong)
   }
 
   pause(): void {
@@ -106,6 +117,7 @@ export class NodeWsSocket<Owner> implements SocketSeam<Owner> {
       if (handler === undefined) return
       switch (event) {
         case 'open':
+          seam.#ws.off('open', wsOnOpen)
           seam.#ws.off('unexpected-response', wsOnRejected)
           handler.onOpen(owner)
           return

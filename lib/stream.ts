@@ -70,8 +70,7 @@ export class WsStream implements ItDuplex<
     this.#connection = new Connection(
       new WhatwgSocket(socket, maxPayload),
       this.#face(),
-      normalized,
-      makeEvents
+      normalized
     )
   }
 
@@ -188,6 +187,7 @@ export class WsStream implements ItDuplex<
   #face(): ConnectionFace {
     const source = this.#source
     return {
+      makeEvents: () => new StreamEvents(),
       deliver: (data) => source.push(data),
       get unreadBytes() {
         return source.queuedBytes
@@ -219,10 +219,6 @@ export class WsStream implements ItDuplex<
  */
 export function fromWhatwgWebSocket(socket: WhatwgWebSocket, options?: WsStreamOptions): WsStream {
   return new WsStream(socket, options)
-}
-
-function makeEvents(): StreamEvents {
-  return new StreamEvents()
 }
 
 function withoutMaxPayload(options: WsStreamOptions | undefined): WsDuplexOptions | undefined {

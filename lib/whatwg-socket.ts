@@ -125,6 +125,9 @@ export class WhatwgSocket<Owner> implements SocketSeam<Owner>, WhatwgListener {
     for (const type of EVENTS) this.#ws.addEventListener(type, this)
   }
 
+  /** The WHATWG API shows no control frames. */
+  watchControlFrames(): void {}
+
   pause(): void {}
 
   resume(): void {}

@@ -3,7 +3,7 @@ import { pipeline } from 'node:stream/promises'
 import { Readable, Writable } from 'node:stream'
 import { expect } from 'chai'
 import { WebSocket } from 'ws'
-import { WsDuplex, WsDuplexError, type CloseInfo } from '../lib/index.js'
+import { WsDuplex, WsDuplexError, connect, type CloseInfo } from '../lib/index.js'
 import { Opcode, startRawServer, type RawPeer, type RawServer } from './helpers/raw-peer.js'
 import { Cleanup, openDuplex, patternBytes, startWsServer, streamError } from './helpers/servers.js'
 import { collect, onceWithin, withTimeout } from './helpers/wait.js'
@@ -643,6 +643,35 @@ describe('WsDuplex', () => {
       }
       const timersAfter = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length
       expect(timersAfter).to.be.at.most(timersBefore)
+    })
+
+    it('listens for control frames only once events, ping() or keepAlive need them', async () => {
+      // Each event name costs memory on every idle connection (ws keeps them in a dictionary).
+      const { url } = await startWsServer(cleanup)
+      const listened = (ws: WebSocket): string[] =>
+        ['open', 'message', 'ping', 'pong', 'error', 'close', 'unexpected-response'].filter(
+          (name) => ws.listenerCount(name) > 0
+        )
+      const idle = await openDuplex(cleanup, url)
+      expect(listened(idle.socket)).to.deep.equal(['message', 'error', 'close'])
+      const client = await connect(url)
+      cleanup.add(() => {
+        client.destroy()
+      })
+      expect(listened(client.socket)).to.deep.equal(['message', 'error', 'close'])
+
+      const watched = await openDuplex(cleanup, url)
+      const pong = onceWithin<[Uint8Array]>(watched.events, 'pong')
+      expect(listened(watched.socket)).to.include.members(['ping', 'pong'])
+      watched.socket.ping(Buffer.from('ab'))
+      expect(Buffer.from((await pong)[0]).toString()).to.equal('ab')
+
+      const pinging = await openDuplex(cleanup, url)
+      await withTimeout(pinging.ping(), 2000, 'a pong')
+      expect(listened(pinging.socket)).to.include.members(['ping', 'pong'])
+
+      const keptAlive = await openDuplex(cleanup, url, { keepAlive: true })
+      expect(listened(keptAlive.socket)).to.include.members(['ping', 'pong'])
     })
   })
 })

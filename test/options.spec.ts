@@ -120,6 +120,15 @@ describe('normalizeOptions', () => {
       expect(Object.keys(input)).to.deep.equal(['maxFrameSize', 'keepAlive'])
     })
 
+    it('is one shared frozen object for every caller that sets nothing', () => {
+      // Memory per idle connection: a server or client taking the defaults holds no copy.
+      const shared = normalizeOptions(undefined)
+      expect(Object.isFrozen(shared)).to.equal(true)
+      expect(normalizeOptions({})).to.equal(shared)
+      expect(normalizeOptions({ host: 'x', text: undefined })).to.equal(shared)
+      expect(normalizeOptions({ text: 'error' })).to.not.equal(shared)
+    })
+
     it('ignores names it does not know', () => {
       const normalized = normalizeOptions({ host: 'x', port: 1 })
       expect(normalized).to.deep.equal(normalizeOptions(undefined))
