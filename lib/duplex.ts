@@ -121,6 +121,20 @@ export class WsDuplex
   }
 
   /**
+   * `for await (const chunk of d)` reads through `source`: each frame is handed on as it came.
+   * Node's own Readable iterator would copy everything buffered into one chunk per step, which
+   * a framing decoder (it-length-prefixed) then takes apart again. Once the Duplex read face is
+   * in use (data, pipe, read) Node's iterator serves as usual; `d.iterator()` always is Node's.
+   */
+  override [Symbol.asyncIterator](): AsyncIterableIterator<Buffer> {
+    if (this.#readFace === 'stream' || this.readableFlowing !== null) {
+      return super[Symbol.asyncIterator]() as AsyncIterableIterator<Buffer>
+    }
+    // Buffers, as from Node's iterator: the ws seam receives with binaryType 'nodebuffer'.
+    return (this.source as SourceQueue)[Symbol.asyncIterator]() as AsyncIterableIterator<Buffer>
+  }
+
+  /**
    * Sends every chunk of `source` (Uint8Array or Uint8ArrayList), awaiting backpressure, then
    * ends the stream (close frame 1000). Resolves when every byte is flushed; rejects with the
    * stream's error. Works detached from the object, as it-pipe calls it.

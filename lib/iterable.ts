@@ -136,12 +136,19 @@ export class SourceQueue implements AsyncIterator<Uint8Array>, AsyncIterable<Uin
     return Promise.resolve({ value: undefined, done: true })
   }
 
-  [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+  /** The one iterator over this queue; like every iterator, it is an iterable of itself. */
+  [Symbol.asyncIterator](): AsyncIterableIterator<Uint8Array> {
     if (this.#iterated) {
       throw new WsDuplexError('ERR_FACE_CONFLICT', '`source` can be iterated only once')
     }
     this.#iterated = true
-    return this
+    const iterator: AsyncIterableIterator<Uint8Array> = {
+      next: () => this.next(),
+      return: () => this.return(),
+      throw: (error?: unknown) => this.throw(error),
+      [Symbol.asyncIterator]: () => iterator
+    }
+    return iterator
   }
 
   #settleWaiter(): void {

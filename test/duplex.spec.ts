@@ -77,6 +77,56 @@ describe('WsDuplex', () => {
     })
   })
 
+  describe('async iteration', () => {
+    it('yields each frame as it came, even when several wait for a busy reader', async () => {
+      const { duplex, peer } = await rawPair()
+      const iterator = duplex[Symbol.asyncIterator]()
+      peer.sendBinary(Buffer.from('a'))
+      const chunks = [Buffer.from((await withTimeout(iterator.next(), 2000, 'a')).value).toString()]
+      // The reader is busy: the next frames queue up. The ping follows them on the wire, so
+      // once it is seen all of them are queued.
+      const pinged = onceWithin(duplex.events, 'ping')
+      for (const text of ['bb', 'ccc']) peer.sendBinary(Buffer.from(text))
+      peer.sendPing()
+      await pinged
+      peer.sendClose(1000)
+      for await (const chunk of iterator) chunks.push(Buffer.from(chunk).toString())
+      // Node's Readable iterator would have handed out one concatenated 'bbccc'.
+      expect(chunks).to.deep.equal(['a', 'bb', 'ccc'])
+      expect(duplex.closeInfo).to.include({ code: 1000, wasClean: true })
+    })
+
+    it('yields Buffers from an iterator that is an iterable of itself, once', async () => {
+      const { duplex, peer } = await rawPair()
+      const iterator = duplex[Symbol.asyncIterator]()
+      expect(iterator[Symbol.asyncIterator]()).to.equal(iterator)
+      peer.sendBinary(Buffer.from('x'))
+      const first = await withTimeout(iterator.next(), 2000, 'a frame')
+      expect(Buffer.isBuffer(first.value)).to.equal(true)
+      expect(() => duplex[Symbol.asyncIterator]())
+        .to.throw(WsDuplexError)
+        .with.property('code', 'ERR_FACE_CONFLICT')
+      await iterator.return?.()
+      expect((await peer.readUntilClose()).close?.code).to.equal(1000)
+    })
+
+    it('is Node’s own iterator once the Duplex read face is in use', async () => {
+      const { duplex, peer } = await rawPair()
+      const ignore = (): void => {}
+      duplex.pause()
+      duplex.on('data', ignore)
+      for (const text of ['a', 'bb']) peer.sendBinary(Buffer.from(text))
+      const pinged = onceWithin(duplex.events, 'ping')
+      peer.sendPing()
+      await pinged
+      duplex.off('data', ignore)
+      const iterator = duplex[Symbol.asyncIterator]()
+      const first = await withTimeout(iterator.next(), 2000, 'a chunk')
+      expect(Buffer.from(first.value as Buffer).toString()).to.equal('abb')
+      await iterator.return?.()
+    })
+  })
+
   describe('text frames', () => {
     it("'error' (default): warns, closes with 1003, delivers earlier bytes, then errors", async () => {
       const { duplex, peer } = await rawPair()
