@@ -333,6 +333,11 @@ function perConn(
   }
 }
 
+function cpuMsSince(start: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(start)
+  return (used.user + used.system) / 1000
+}
+
 function maxRssKiB(): number {
   return process.resourceUsage().maxRSS
 }
@@ -352,6 +357,8 @@ export async function serve(w: Workload, impl: Impl, peer: Peer): Promise<Servin
     let completed = 0
     let finished = 0
     let tEnd = 0
+    let cpuStart: NodeJS.CpuUsage | undefined
+    let cpuMs = 0
     const startRss = memory().rss
     progress = () =>
       `${verifiers.length}/${w.conns} connected, ${completed} complete, ${finished} ended; ` +
@@ -361,7 +368,7 @@ export async function serve(w: Workload, impl: Impl, peer: Peer): Promise<Servin
       finish({
         ok: problems.length === 0,
         error: problems.length > 0 ? problems.slice(0, 3).join('; ') : undefined,
-        values: { tEnd, maxRssKiB: maxRssKiB(), startRssKiB: startRss / KiB }
+        values: { tEnd, cpuMs, maxRssKiB: maxRssKiB(), startRssKiB: startRss / KiB }
       })
     }
     onConnection = (conn) => {
@@ -370,10 +377,14 @@ export async function serve(w: Workload, impl: Impl, peer: Peer): Promise<Servin
       const pacer = w.readRate !== undefined ? new Pacer(w.readRate) : undefined
       let grace: NodeJS.Timeout | undefined
       const onChunk: OnChunk = (chunk) => {
+        cpuStart ??= process.cpuUsage()
         const wasComplete = v.complete
         v.push(chunk)
         if (v.complete && !wasComplete) {
-          if (++completed === w.conns) tEnd = nowUs()
+          if (++completed === w.conns) {
+            tEnd = nowUs()
+            cpuMs = cpuMsSince(cpuStart)
+          }
           grace = setTimeout(() => {
             problems.push(`connection still open ${END_GRACE_MS} ms after its last byte`)
             grace = undefined
@@ -540,11 +551,13 @@ export function drive(w: Workload, impl: Impl, port: number, peer: Peer): Drivin
       const conns = await openConns(impl, port, w.conns)
       const startRss = memory().rss
       progress = () => `${w.conns} connected, sending`
+      const cpuStart = process.cpuUsage()
       const tStart = nowUs()
       await Promise.all(conns.map((c) => c.send(streamChunks(w.bytesPerConn, w.writeSize))))
       const tWriterDone = nowUs()
+      const cpuMs = cpuMsSince(cpuStart)
       progress = () => 'all sent'
-      return { tStart, tWriterDone, maxRssKiB: maxRssKiB(), startRssKiB: startRss / KiB }
+      return { tStart, tWriterDone, cpuMs, maxRssKiB: maxRssKiB(), startRssKiB: startRss / KiB }
     }
     if (w.kind === 'framed') {
       const conn = await impl.connect(port)
@@ -691,7 +704,14 @@ export function computeMetrics(
     case 'stream': {
       const seconds = (s('tEnd') - c('tStart')) / 1e6
       const total = w.conns * w.bytesPerConn
-      if (w.readRate === undefined) return { mibps: total / MiB / seconds, seconds }
+      // CPU time (user + system) per MiB: steadier than throughput on a shared box, and it
+      // shows which side an implementation makes work harder. Writer: until its last write
+      // returned; reader: from its first byte to the last connection's last byte.
+      const cpu = {
+        writerCpuMsPerMiB: c('cpuMs') / (total / MiB),
+        readerCpuMsPerMiB: s('cpuMs') / (total / MiB)
+      }
+      if (w.readRate === undefined) return { mibps: total / MiB / seconds, seconds, ...cpu }
       return {
         writerPeakMiB: (c('maxRssKiB') - c('startRssKiB')) / KiB,
         readerPeakMiB: (s('maxRssKiB') - s('startRssKiB')) / KiB,
