@@ -54,8 +54,10 @@ export interface WsDuplexOptions {
   readableHighWaterMark?: number
   /**
    * Bytes buffered for writing before `write()` returns false; also bounds the bytes handed to
-   * the socket and not yet flushed.
-   * @default 65536
+   * the socket and not yet flushed. Room for four full frames lets the socket write several in
+   * one system call while the kernel is busy (the bench measured 10-40 % less writer CPU per
+   * MiB than with one frame's worth, 64 KiB).
+   * @default 262144 (256 KiB)
    */
   writableHighWaterMark?: number
   /**
@@ -89,7 +91,7 @@ export const DEFAULTS = {
   keepAliveInterval: 30_000,
   keepAliveTimeout: 10_000,
   readableHighWaterMark: 64 * 1024,
-  writableHighWaterMark: 64 * 1024,
+  writableHighWaterMark: 256 * 1024,
   maxReadBuffer: 8 * 1024 * 1024,
   /** For connect() and createServer(): far below ws's 100 MiB, since a byte stream needs no big messages. */
   maxPayload: 1024 * 1024,

@@ -29,7 +29,7 @@ describe('normalizeOptions', () => {
         closeTimeout: 5000,
         keepAlive: undefined,
         readableHighWaterMark: 65536,
-        writableHighWaterMark: 65536,
+        writableHighWaterMark: 262144,
         maxReadBuffer: 8 * 1024 * 1024
       })
     })
