@@ -332,6 +332,12 @@ function version(): string {
 
 // ---------------------------------------------------------------------------------------------
 
+/** `list` starting at index `by` (mod its length), wrapping around. */
+function rotated<T>(list: readonly T[], by: number): T[] {
+  const start = by % list.length
+  return [...list.slice(start), ...list.slice(0, start)]
+}
+
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2))
   const allImpls = listImpls()
@@ -366,10 +372,12 @@ async function main(): Promise<void> {
     stopping = true
     console.log('\ninterrupted: finishing the current trial, then writing what we have')
   })
-  // Interleave: for each workload, repeat the whole list of implementations.
+  // Interleave: for each workload, repeat the whole list of implementations, starting one
+  // further along each round, so that no implementation always runs right after the same one
+  // (a trial can leave the machine busier or cooler for the next).
   outer: for (const w of ws) {
     for (let r = 1; r <= repeats; r++) {
-      for (const impl of impls) {
+      for (const impl of rotated(impls, r - 1)) {
         if (stopping) break outer
         const t = await trial(impl, w, r)
         trials.push(t)
