@@ -1,0 +1,83 @@
+/**
+ * What ws-duplex's own code costs per frame on the write path, without a socket: the sink's
+ * drain loop, the send queue, backpressure and the send callbacks, over a stub seam whose
+ * sends complete on the next turn of the event loop. The side-by-side bench (`run.ts`) measures
+ * everything together; this isolates the part that is ours.
+ *
+ *   node --import tsx bench/send-path.ts [--frames=N]
+ */
+import { Connection, type ConnectionFace } from '../lib/connection.js'
+import type { EventSink } from '../lib/events.js'
+import { drainSource, type ChunkWriter } from '../lib/iterable.js'
+import { normalizeOptions } from '../lib/options.js'
+import type { SendCallback, SocketHandler, SocketSeam, SocketState } from '../lib/seam.js'
+
+const FRAME = 64 * 1024
+
+class StubSeam implements SocketSeam<Connection> {
+  readonly state: SocketState = 'open'
+  readonly isPaused = false
+  readonly canPause = true
+  readonly canPing = true
+  frames = 0
+  attach(_owner: Connection, _handler: SocketHandler<Connection>): void {}
+  watchControlFrames(): void {}
+  pause(): void {}
+  resume(): void {}
+  send(_frame: Uint8Array, callback: SendCallback): void {
+    this.frames++
+    setImmediate(callback)
+  }
+  ping(_data: Uint8Array, _callback: SendCallback): void {}
+  wireCloseCode(code: number): number {
+    return code
+  }
+  close(): void {}
+  terminate(): void {}
+}
+
+const face: ConnectionFace = {
+  makeEvents: (): EventSink => ({ emit: () => false }),
+  deliver: () => true,
+  unreadBytes: 0,
+  writable: () => undefined,
+  endWriting: () => undefined,
+  connectionClosed: () => undefined,
+  surfaceFatal: () => undefined,
+  cleanEnd: () => undefined
+}
+
+async function measure(frames: number, writableHighWaterMark: number): Promise<void> {
+  const seam = new StubSeam()
+  const connection = new Connection(seam, face, normalizeOptions({ writableHighWaterMark }))
+  const writer: ChunkWriter = {
+    write: (chunk) => {
+      connection.push(chunk)
+      return connection.hasRoom
+    },
+    drained: () => connection.whenRoom(),
+    finish: () => Promise.resolve(),
+    abort: () => undefined
+  }
+  const chunk = new Uint8Array(FRAME)
+  const chunks = function* (): Generator<Uint8Array> {
+    for (let i = 0; i < frames; i++) yield chunk
+  }
+  const cpu = process.cpuUsage()
+  const start = process.hrtime.bigint()
+  await drainSource(writer, chunks())
+  const wallNs = Number(process.hrtime.bigint() - start)
+  const used = process.cpuUsage(cpu)
+  if (seam.frames !== frames) throw new Error(`sent ${seam.frames} frames, expected ${frames}`)
+  console.log(
+    `writableHighWaterMark ${writableHighWaterMark / 1024} KiB: ` +
+      `${((used.user + used.system) / frames).toFixed(2)} µs CPU, ` +
+      `${(wallNs / frames / 1000).toFixed(2)} µs wall per ${FRAME / 1024} KiB frame ` +
+      `(${frames} frames)`
+  )
+}
+
+const framesArg = process.argv.find((a) => a.startsWith('--frames='))
+const frames = framesArg === undefined ? 200_000 : Number(framesArg.slice('--frames='.length))
+if (!Number.isInteger(frames) || frames < 1) throw new Error('--frames wants a positive integer')
+for (const hwm of [64 * 1024, 256 * 1024]) await measure(frames, hwm)
