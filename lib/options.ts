@@ -55,7 +55,7 @@ export interface WsDuplexOptions {
   /**
    * Bytes buffered for writing before `write()` returns false; also bounds the bytes handed to
    * the socket and not yet flushed. Room for four full frames lets the socket write several in
-   * one system call while the kernel is busy (the bench measured 10-40 % less writer CPU per
+   * one system call while the kernel is busy (the bench measured 6-38 % less writer CPU per
    * MiB than with one frame's worth, 64 KiB).
    * @default 262144 (256 KiB)
    */
