@@ -71,7 +71,7 @@ export class Connection {
    * is closed (a no-op once called).
    */
   #released: (() => void) | undefined
-  /** What ending the write side sends, when `close(code, reason)` asked for other than 1000. */
+  /** What ending the write side sends, once `close(code, reason)` asked; 1000 until then. */
   #closeRequest: { readonly code: number; readonly reason: string } | undefined
   /** The code of the close frame we asked for, once we sent one. */
   #sentCloseCode: number | undefined
@@ -296,8 +296,9 @@ export class Connection {
         new WsDuplexError('ERR_UNSUPPORTED', 'This WebSocket cannot send pings (WHATWG API)')
       )
     }
-    if (this.#seam.state !== 'open' || this.#released !== undefined)
+    if (this.#seam.state !== 'open' || this.#released !== undefined) {
       return Promise.reject(closedError())
+    }
     this.#seam.watchControlFrames()
     const payload = data === undefined ? pingPayload(++pingSequence) : data.slice()
     return new Promise((resolve, reject) => {
@@ -504,9 +505,9 @@ export class Connection {
   }
 
   #maybeSurfaceFatal(): void {
-    if (this.#fatal === undefined || this.#closeInfo === undefined || this.#released !== undefined)
-      return
-    this.#face.surfaceFatal(this.#fatal)
+    const fatal = this.#fatal
+    if (fatal === undefined || this.#closeInfo === undefined || this.#released !== undefined) return
+    this.#face.surfaceFatal(fatal)
   }
 
   #onConnectionClosed(code: number, reason: string): void {

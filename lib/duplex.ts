@@ -116,7 +116,10 @@ export class WsDuplex
     for (let chunk: Buffer | null; (chunk = super.read() as Buffer | null) !== null;)
       source.push(chunk)
     if (this.#readEnded) source.end()
-    else connection.readerProgressed()
+    else if (this.destroyed) {
+      // Too late for _destroy to reach it: the queue must not wait for frames that never come.
+      source.fail(this.errored ?? connection.fatal ?? closedError(connection.closeInfo?.code))
+    } else connection.readerProgressed()
     return source
   }
 

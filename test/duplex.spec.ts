@@ -110,6 +110,22 @@ describe('WsDuplex', () => {
       expect((await peer.readUntilClose()).close?.code).to.equal(1000)
     })
 
+    it('ends at once, with the stream’s error, over a stream already destroyed', async () => {
+      const { duplex, peer } = await rawPair()
+      const failed = onceWithin<[Error]>(duplex, 'error')
+      duplex.destroy(new WsDuplexError('ERR_SEND_FAILED', 'gone'))
+      await failed
+      const iterated = (async () => {
+        for await (const chunk of duplex) void chunk
+      })()
+      const error = await withTimeout(iterated, 2000, 'the iteration to end').then(
+        () => undefined,
+        (e: unknown) => e
+      )
+      expect(error).to.include({ code: 'ERR_SEND_FAILED' })
+      expect((await peer.readUntilClose()).close?.code).to.equal(1011)
+    })
+
     it('is Node’s own iterator once the Duplex read face is in use', async () => {
       const { duplex, peer } = await rawPair()
       const ignore = (): void => {}
