@@ -579,7 +579,8 @@ export function drive(w: Workload, impl: Impl, port: number, peer: Peer): Drivin
     progress = () => `${half} open, measuring`
     await settleAndGc()
     const atHalf = memory()
-    await peer.waitFor('server-half')
+    // With a single connection there is no first half, and the server has nothing to signal.
+    if (half > 0) await peer.waitFor('server-half')
     progress = () => `${half} open, opening the rest`
     conns.push(...(await openConns(impl, port, w.conns - half)))
     progress = () => `${w.conns} open, measuring`
