@@ -68,6 +68,13 @@ export async function connect(url: string | URL, options?: ConnectOptions): Prom
       cause: error
     })
   }
+  // Our 'open' listener goes on before the duplex's own. The duplex drops its listener when the
+  // socket opens, and ws sizes the socket's listener dictionary by the most event names it ever
+  // held at once: had ours still been there, every idle connection would pay for a larger one.
+  // The promise settles after the 'open' event is over, when the duplex has seen it too.
+  let opened = (): void => undefined
+  const onOpen = (): void => opened()
+  socket.on('open', onOpen)
   const duplex = new WsDuplex(socket, normalized)
 
   return new Promise<WsDuplex>((resolve, reject) => {
@@ -82,7 +89,7 @@ export async function connect(url: string | URL, options?: ConnectOptions): Prom
       duplex.destroy()
       reject(error)
     }
-    const onOpen = (): void => {
+    opened = () => {
       cleanup()
       resolve(duplex)
     }
@@ -92,9 +99,6 @@ export async function connect(url: string | URL, options?: ConnectOptions): Prom
     }
     const onAbort = (): void => giveUp(abortedError(signal as AbortSignal))
     const timer = setTimeout(() => giveUp(connectTimeoutError(timeoutMs)), timeoutMs)
-    // The socket's own 'open': the duplex registered first, so it has already seen it, and
-    // its events emitter is not created just for this (memory per idle connection counts).
-    socket.on('open', onOpen)
     duplex.on('error', onError)
     signal?.addEventListener('abort', onAbort, { once: true })
   })

@@ -66,15 +66,25 @@ export class NodeWsSocket<Owner> implements SocketSeam<Owner> {
     this.#handler = handler
     const ws = this.#ws as MarkedWebSocket
     ws[kSeam] = this
-    // Only the listeners every connection needs: ws keeps them in a dictionary whose size
-    // grows with the number of event names, so each one costs memory per idle connection.
-    ws.on('message', wsOnMessage)
+    // ws keeps listeners in a dictionary sized by the most event names it ever held at once, so
+    // each name costs memory for the rest of an idle connection's life. No more than three at a
+    // time: until the handshake ends, only what it can end with ('message' cannot come yet, and
+    // ws reports every failed handshake as 'error' then 'close', so 'close' can wait for the error).
     ws.on('error', wsOnError)
-    ws.on('close', wsOnClose)
     if (ws.readyState === WebSocket.CONNECTING) {
       ws.on('open', wsOnOpen)
       ws.on('unexpected-response', wsOnRejected)
+    } else {
+      this.#listenWhileOpen()
     }
+  }
+
+  #listenWhileOpen(): void {
+    const ws = this.#ws
+    ws.off('open', wsOnOpen)
+    ws.off('unexpected-response', wsOnRejected)
+    ws.on('message', wsOnMessage)
+    ws.on('close', wsOnClose)
   }
 
   watchControlFrames(): void {
@@ -117,8 +127,7 @@ export class NodeWsSocket<Owner> implements SocketSeam<Owner> {
       if (handler === undefined) return
       switch (event) {
         case 'open':
-          seam.#ws.off('open', wsOnOpen)
-          seam.#ws.off('unexpected-response', wsOnRejected)
+          seam.#listenWhileOpen()
           handler.onOpen(owner)
           return
         case 'message':
@@ -131,6 +140,8 @@ export class NodeWsSocket<Owner> implements SocketSeam<Owner> {
           handler.onPong(owner, a as Buffer)
           return
         case 'error':
+          // A failed handshake: ws emits 'close' right after this returns.
+          if (!seam.#ws.listeners('close').includes(wsOnClose)) seam.#ws.on('close', wsOnClose)
           handler.onError(owner, a as Error, seam.#rejectedStatus)
           return
         case 'close':

@@ -739,6 +739,60 @@ describe('WsDuplex', () => {
       const keptAlive = await openDuplex(cleanup, url, { keepAlive: true })
       expect(listened(keptAlive.socket)).to.include.members(['ping', 'pong'])
     })
+
+    it('never holds more than three event names on a socket from connect() to open and idle', async () => {
+      // ws keeps a socket's listeners in a dictionary sized by the most event names it held
+      // at once; a fourth name made every idle client connection about 100 bytes bigger.
+      const { url } = await startWsServer(cleanup)
+      const most = new WeakMap<WebSocket, number>()
+      const proto = WebSocket.prototype
+      const { on, off } = proto
+      const record = (ws: WebSocket): void => {
+        most.set(ws, Math.max(most.get(ws) ?? 0, ws.eventNames().length))
+      }
+      proto.on = function (this: WebSocket, ...args: Parameters<typeof on>) {
+        const result = on.apply(this, args)
+        record(this)
+        return result
+      } as typeof on
+      proto.off = function (this: WebSocket, ...args: Parameters<typeof off>) {
+        const result = off.apply(this, args)
+        record(this)
+        return result
+      } as typeof off
+      let client: WsDuplex
+      try {
+        client = await connect(url)
+      } finally {
+        proto.on = on
+        proto.off = off
+      }
+      cleanup.add(() => {
+        client.destroy()
+      })
+      expect(client.socket.eventNames()).to.have.members(['message', 'error', 'close'])
+      expect(most.get(client.socket)).to.equal(3)
+    })
+
+    it('still reports a refused handshake with its status and closes the socket', async () => {
+      // While connecting, 'close' is listened for only once the handshake fails.
+      const { url } = await startWsServer(cleanup, {
+        verifyClient: (_info, done) => done(false, 403)
+      })
+      const ws = new WebSocket(url)
+      const duplex = new WsDuplex(ws)
+      const closed = withTimeout(
+        new Promise((resolve) => duplex.once('close', resolve)),
+        3000,
+        "the stream's 'close'"
+      )
+      const error = await streamError(duplex)
+      expect(error).to.include({ code: 'ERR_HANDSHAKE_REJECTED', status: 403 })
+      await closed
+      // The engine saw ws's 'close' (closeInfo is set from it) and then let go of the socket.
+      expect(duplex.closeInfo).to.include({ code: 1006, wasClean: false })
+      expect(ws.eventNames()).to.deep.equal([])
+    })
   })
 })
 
