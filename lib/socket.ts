@@ -68,8 +68,9 @@ export class NodeWsSocket<Owner> implements SocketSeam<Owner> {
     ws[kSeam] = this
     // ws keeps listeners in a dictionary sized by the most event names it ever held at once, so
     // each name costs memory for the rest of an idle connection's life. No more than three at a
-    // time: until the handshake ends, only what it can end with ('message' cannot come yet, and
-    // ws reports every failed handshake as 'error' then 'close', so 'close' can wait for the error).
+    // time (five once ping/pong are watched): until the handshake ends, only what it can end
+    // with. 'message' cannot come yet, and ws reports every failed handshake as 'error' then
+    // 'close', so 'close' can wait for the error.
     ws.on('error', wsOnError)
     if (ws.readyState === WebSocket.CONNECTING) {
       ws.on('open', wsOnOpen)
