@@ -82,8 +82,6 @@ export class NodeWsSocket<Owner> implements SocketSeam<Owner> {
 
   #listenWhileOpen(): void {
     const ws = this.#ws
-    ws.off('open', wsOnOpen)
-    ws.off('unexpected-response', wsOnRejected)
     ws.on('message', wsOnMessage)
     ws.on('close', wsOnClose)
   }
@@ -128,6 +126,8 @@ export class NodeWsSocket<Owner> implements SocketSeam<Owner> {
       if (handler === undefined) return
       switch (event) {
         case 'open':
+          seam.#ws.off('open', wsOnOpen)
+          seam.#ws.off('unexpected-response', wsOnRejected)
           seam.#listenWhileOpen()
           handler.onOpen(owner)
           return
@@ -142,7 +142,7 @@ export class NodeWsSocket<Owner> implements SocketSeam<Owner> {
           return
         case 'error':
           // A failed handshake: ws emits 'close' right after this returns.
-          if (!seam.#ws.listeners('close').includes(wsOnClose)) seam.#ws.on('close', wsOnClose)
+          if (seam.#ws.listenerCount('close', wsOnClose) === 0) seam.#ws.on('close', wsOnClose)
           handler.onError(owner, a as Error, seam.#rejectedStatus)
           return
         case 'close':
