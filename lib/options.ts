@@ -142,6 +142,14 @@ export function oneOfOption<T extends string>(
   return value as T
 }
 
+export function booleanOption(name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback
+  if (typeof value !== 'boolean') {
+    throw new TypeError(`Expected \`${name}\` to be a boolean, got ${describe(value)}`)
+  }
+  return value
+}
+
 export function objectOption(name: string, value: unknown): Record<string, unknown> {
   if (value === undefined) return {}
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {

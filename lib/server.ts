@@ -17,6 +17,7 @@ import { WebSocketServer, type ServerOptions as WsServerOptions, type WebSocket 
 import { CloseCode } from './close-codes.js'
 import { kOnConnectionClosed, WsDuplex } from './duplex.js'
 import {
+  booleanOption,
   DEFAULTS,
   integerOption,
   normalizeOptions,
@@ -87,6 +88,14 @@ export interface ServerOptions extends WsDuplexOptions {
   perMessageDeflate?: WsServerOptions['perMessageDeflate']
   /** Picks the subprotocol, as ws's `handleProtocols`. */
   handleProtocols?: WsServerOptions['handleProtocols']
+  /**
+   * ws's option: may several incoming messages be handed on in one tick (true), or must each
+   * wait a `setImmediate` (false)? Large frames (what a ws-duplex peer sends) read faster with
+   * true; many small frames from a peer that does not coalesce read faster with false.
+   * `bench/sync-events.ts` measures both.
+   * @default true
+   */
+  allowSynchronousEvents?: boolean
 }
 
 export interface WsDuplexServerEvents {
@@ -292,12 +301,18 @@ export async function createServer(
     given.maxConnections === undefined || given.maxConnections === Infinity
       ? Infinity
       : integerOption('maxConnections', given.maxConnections, 0, 1, 2 ** 31)
+  const allowSynchronousEvents = booleanOption(
+    'allowSynchronousEvents',
+    given.allowSynchronousEvents,
+    true
+  )
 
   const wssOptions: WsServerOptions & { closeTimeout: number } = {
     noServer: true,
     clientTracking: false,
     maxPayload,
     perMessageDeflate: given.perMessageDeflate ?? false,
+    allowSynchronousEvents,
     // ws's close timer starts with ours; ours must fire first.
     closeTimeout: normalizedDuplex.closeTimeout + 1000
   }

@@ -17,7 +17,7 @@ import {
   type VerifyClientInfo,
   type WsDuplexServer
 } from '../lib/index.js'
-import { rawConnect } from './helpers/raw-peer.js'
+import { encodeFrame, Opcode, rawConnect } from './helpers/raw-peer.js'
 import { Cleanup, streamError } from './helpers/servers.js'
 import { collect, onceWithin, withTimeout } from './helpers/wait.js'
 
@@ -381,6 +381,54 @@ describe('createServer', () => {
       const [serverSide] = await accepted
       expect(client.socket.protocol).to.equal('two')
       expect(serverSide.socket.protocol).to.equal('two')
+    })
+  })
+
+  describe('option allowSynchronousEvents', () => {
+    /**
+     * Two frames in one TCP write: did the second reach 'data' before a microtask queued by the
+     * first could run (same tick), or only after (ws deferred it with setImmediate)?
+     */
+    async function secondFrameInSameTick(options: ServerOptions): Promise<boolean> {
+      const { server, url } = await start(options)
+      const accepted = onceWithin<[WsDuplex]>(server, 'connection')
+      const peer = await rawConnect(url)
+      cleanup.add(() => {
+        peer.socket.destroy()
+      })
+      const [serverSide] = await accepted
+      // Cleanup cuts the raw peer off; the 1006 that gives the server side is not under test.
+      serverSide.on('error', () => {})
+      const arrivals: boolean[] = []
+      let firstTickOver = false
+      const both = new Promise<void>((resolve) => {
+        serverSide.on('data', () => {
+          arrivals.push(firstTickOver)
+          if (arrivals.length === 1) queueMicrotask(() => (firstTickOver = true))
+          if (arrivals.length === 2) resolve()
+        })
+      })
+      const frame = (byte: number): Buffer =>
+        encodeFrame({ opcode: Opcode.Binary, payload: Buffer.from([byte]), mask: true })
+      peer.writeRaw(Buffer.concat([frame(1), frame(2)]))
+      await withTimeout(both, 3000, 'two frames')
+      return arrivals[1] === false
+    }
+
+    it('is true by default: frames read together are handed on in the same tick', async () => {
+      expect(await secondFrameInSameTick({})).to.equal(true)
+    })
+
+    it('false reaches ws: each frame waits for its own turn', async () => {
+      expect(await secondFrameInSameTick({ allowSynchronousEvents: false })).to.equal(false)
+    })
+
+    it('rejects a non-boolean with a TypeError naming it', async () => {
+      const error = await rejectionOf(
+        createServer({ host: '127.0.0.1', allowSynchronousEvents: 1 as unknown as boolean })
+      )
+      expect(error).to.be.instanceOf(TypeError)
+      expect(error.message).to.match(/`allowSynchronousEvents`/)
     })
   })
 
