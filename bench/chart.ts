@@ -47,13 +47,14 @@ export interface Results {
 const BASE = 'ws'
 const COLORS: Record<string, string> = {
   net: '#8c8c8c',
+  'ws-nosync': '#9c755f',
   cws: '#4e79a7',
   'it-ws': '#f28e2b',
   'websocket-stream': '#b07aa1',
   wsd: '#2f9e44',
   'wsd-it': '#76b7b2'
 }
-const EXTRA = ['#e15759', '#edc948', '#9c755f', '#ff9da7', '#59a14f']
+const EXTRA = ['#e15759', '#edc948', '#ff9da7', '#59a14f']
 
 const esc = (s: string): string =>
   s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')

@@ -22,7 +22,7 @@ import {
 } from './workloads.js'
 
 /** Report order; any other file in bench/impls/ is appended alphabetically. */
-const ORDER = ['net', 'ws', 'cws', 'it-ws', 'websocket-stream', 'wsd', 'wsd-it']
+const ORDER = ['net', 'ws', 'ws-nosync', 'cws', 'it-ws', 'websocket-stream', 'wsd', 'wsd-it']
 const BASELINES = ['ws', 'net'] as const
 /** A failure of these (the baselines and the product) makes the run exit 1, so CI notices rot. */
 const MUST_PASS = ['net', 'ws', 'wsd', 'wsd-it']

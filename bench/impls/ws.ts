@@ -74,24 +74,43 @@ function wsConn(ws: WebSocket): Conn {
   }
 }
 
-const impl: Impl = {
-  description: 'ws used directly: send() + bufferedAmount window, pause()/resume() reader',
-  async listen(onConnection) {
-    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false })
-    wss.on('connection', (ws) => onConnection(wsConn(ws)))
-    await once(wss, 'listening')
-    const address = wss.address()
-    if (address === null || typeof address === 'string') throw new Error('no TCP address')
-    return {
-      port: address.port,
-      close: () => new Promise<void>((resolve) => wss.close(() => resolve()))
+/**
+ * A `ws` client and server with these options on both sides, each socket made a `Conn` by
+ * `toConn`: `ws-nosync.ts` reuses it with `allowSynchronousEvents: false`, `cws.ts` with
+ * `createWebSocketStream()`.
+ */
+export function wsImpl(
+  description: string,
+  options: { allowSynchronousEvents?: boolean },
+  toConn: (ws: WebSocket) => Conn = wsConn
+): Impl {
+  return {
+    description,
+    async listen(onConnection) {
+      const wss = new WebSocketServer({
+        host: '127.0.0.1',
+        port: 0,
+        perMessageDeflate: false,
+        ...options
+      })
+      wss.on('connection', (ws) => onConnection(toConn(ws)))
+      await once(wss, 'listening')
+      const address = wss.address()
+      if (address === null || typeof address === 'string') throw new Error('no TCP address')
+      return {
+        port: address.port,
+        close: () => new Promise<void>((resolve) => wss.close(() => resolve()))
+      }
+    },
+    async connect(port) {
+      const ws = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false, ...options })
+      await once(ws, 'open')
+      return toConn(ws)
     }
-  },
-  async connect(port) {
-    const ws = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false })
-    await once(ws, 'open')
-    return wsConn(ws)
   }
 }
 
-export default impl
+export default wsImpl(
+  'ws used directly: send() + bufferedAmount window, pause()/resume() reader',
+  {}
+)
