@@ -7,7 +7,7 @@
  *
  *   npm run build && node --import tsx bench/sync-events.ts [--repeats=N] [--quick]
  */
-import { fork } from 'node:child_process'
+import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import { crc32 } from 'node:zlib'
@@ -36,7 +36,7 @@ interface Failure {
 }
 
 /** The bytes of message `i`: its first byte varies, so reordering or loss changes the CRC. */
-function message(i: number, size: number, template: Buffer): Buffer {
+function message(i: number, template: Buffer): Buffer {
   template[0] = i & 0xff
   return template
 }
@@ -44,7 +44,7 @@ function message(i: number, size: number, template: Buffer): Buffer {
 function expectedCrc(messages: number, size: number): number {
   const template = Buffer.alloc(size, 7)
   let crc = 0
-  for (let i = 0; i < messages; i++) crc = crc32(message(i, size, template), crc)
+  for (let i = 0; i < messages; i++) crc = crc32(message(i, template), crc)
   return crc
 }
 
@@ -99,20 +99,36 @@ async function readerProcess(trial: Trial): Promise<void> {
   send({ port: (wss.address() as AddressInfo).port })
 }
 
+/** The child's next message; rejects if it exits first (a crash must not hang the run). */
+function nextMessage<T>(child: ChildProcess): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (message: unknown): void => {
+      child.off('exit', onExit)
+      resolve(message as T)
+    }
+    const onExit = (code: number | null): void => {
+      child.off('message', onMessage)
+      reject(new Error(`reader exited (${String(code)}) before reporting`))
+    }
+    child.once('message', onMessage)
+    child.once('exit', onExit)
+  })
+}
+
 /** Parent: a plain ws writer with a 256 KiB `bufferedAmount` window, as in the main bench. */
 async function runTrial(trial: Trial): Promise<Result | Failure> {
   const child = fork(new URL(import.meta.url), ['--child', JSON.stringify(trial)], {
     execArgv: process.execArgv
   })
   try {
-    const [{ port }] = (await once(child, 'message')) as [{ port: number }]
-    const result = once(child, 'message') as Promise<[Result | Failure]>
+    const { port } = await nextMessage<{ port: number }>(child)
+    const result = nextMessage<Result | Failure>(child)
     const ws = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false })
     await once(ws, 'open')
     const template = Buffer.alloc(trial.size, 7)
     const options = { binary: true, compress: false }
     for (let i = 0; i < trial.messages; i++) {
-      const data = message(i, trial.size, template)
+      const data = message(i, template)
       if (ws.bufferedAmount < 256 * 1024) {
         // A client masks the payload into a frame of its own at once (no deflate here), so the
         // template is free to change for the next message.
@@ -123,7 +139,7 @@ async function runTrial(trial: Trial): Promise<Result | Failure> {
         )
       }
     }
-    const [outcome] = await result
+    const outcome = await result
     ws.terminate()
     return outcome
   } finally {
