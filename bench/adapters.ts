@@ -3,9 +3,16 @@
  * websocket-stream, ws-duplex's Duplex face) and one for it-stream-types duplexes (it-ws,
  * ws-duplex's source/sink face). Each uses the idiom a user of that face would write.
  */
+import type { AddressInfo } from 'node:net'
 import { Readable, type Duplex, type Writable } from 'node:stream'
 import * as lp from 'it-length-prefixed'
 import type { Chunks, Conn, OnChunk } from './types.js'
+
+/** The port of a server listening on TCP (`server.address()`); throws for a pipe or none. */
+export function tcpPort(address: AddressInfo | string | null): number {
+  if (address === null || typeof address === 'string') throw new Error('no TCP address')
+  return address.port
+}
 
 export function isAsyncIterable(chunks: Chunks): chunks is AsyncIterable<Uint8Array> {
   return Symbol.asyncIterator in chunks

@@ -9,9 +9,9 @@
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import type { AddressInfo } from 'node:net'
 import { crc32 } from 'node:zlib'
 import { WebSocket, WebSocketServer } from 'ws'
+import { tcpPort } from './adapters.js'
 import { loadWsDuplex } from './wsd.js'
 
 const READERS = ['ws', 'wsd', 'wsd-it'] as const
@@ -96,7 +96,7 @@ async function readerProcess(trial: Trial): Promise<void> {
         for await (const chunk of duplex.source) onChunk(chunk)
       })()
   })
-  send({ port: (wss.address() as AddressInfo).port })
+  send({ port: tcpPort(wss.address()) })
 }
 
 /** The child's next message; rejects if it exits first (a crash must not hang the run). */

@@ -2,7 +2,7 @@
 import { createServer as createHttpServer } from 'node:http'
 import { once } from 'node:events'
 import { connect, createServer } from 'it-ws'
-import { itConn } from '../adapters.js'
+import { itConn, tcpPort } from '../adapters.js'
 import type { Impl } from '../types.js'
 
 const impl: Impl = {
@@ -13,9 +13,10 @@ const impl: Impl = {
     const server = createServer({ server: http, onConnection: (d) => onConnection(itConn(d)) })
     http.listen(0, '127.0.0.1')
     await once(http, 'listening')
-    const address = http.address()
-    if (address === null || typeof address === 'string') throw new Error('no TCP address')
-    return { port: address.port, close: () => server.close() }
+    return {
+      port: tcpPort(http.address()),
+      close: () => server.close()
+    }
   },
   async connect(port) {
     const d = connect(`ws://127.0.0.1:${port}`, { websocket: { perMessageDeflate: false } })

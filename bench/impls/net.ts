@@ -1,7 +1,7 @@
 /** Raw TCP through node:net: the machine's byte-stream limit, no WebSocket framing at all. */
 import net from 'node:net'
 import { once } from 'node:events'
-import { duplexConn } from '../adapters.js'
+import { duplexConn, tcpPort } from '../adapters.js'
 import type { Impl } from '../types.js'
 
 const impl: Impl = {
@@ -11,10 +11,8 @@ const impl: Impl = {
     const server = net.createServer({ noDelay: true }, (socket) => onConnection(duplexConn(socket)))
     server.listen(0, '127.0.0.1')
     await once(server, 'listening')
-    const address = server.address()
-    if (address === null || typeof address === 'string') throw new Error('no TCP address')
     return {
-      port: address.port,
+      port: tcpPort(server.address()),
       close: () => new Promise<void>((resolve) => server.close(() => resolve()))
     }
   },

@@ -2,7 +2,7 @@
 import { createServer as createHttpServer } from 'node:http'
 import { once } from 'node:events'
 import websocketStream from 'websocket-stream'
-import { duplexConn } from '../adapters.js'
+import { duplexConn, tcpPort } from '../adapters.js'
 import type { Impl } from '../types.js'
 
 const impl: Impl = {
@@ -15,10 +15,8 @@ const impl: Impl = {
     wss.on('stream', (stream) => onConnection(duplexConn(stream)))
     http.listen(0, '127.0.0.1')
     await once(http, 'listening')
-    const address = http.address()
-    if (address === null || typeof address === 'string') throw new Error('no TCP address')
     return {
-      port: address.port,
+      port: tcpPort(http.address()),
       close: () =>
         new Promise<void>((resolve) => {
           wss.close()

@@ -5,7 +5,7 @@
  */
 import { once } from 'node:events'
 import { WebSocket, WebSocketServer } from 'ws'
-import { isAsyncIterable, pauser } from '../adapters.js'
+import { isAsyncIterable, pauser, tcpPort } from '../adapters.js'
 import type { Chunks, Conn, Impl, OnChunk } from '../types.js'
 
 /**
@@ -95,10 +95,8 @@ export function wsImpl(
       })
       wss.on('connection', (ws) => onConnection(toConn(ws)))
       await once(wss, 'listening')
-      const address = wss.address()
-      if (address === null || typeof address === 'string') throw new Error('no TCP address')
       return {
-        port: address.port,
+        port: tcpPort(wss.address()),
         close: () => new Promise<void>((resolve) => wss.close(() => resolve()))
       }
     },

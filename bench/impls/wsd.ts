@@ -1,5 +1,5 @@
 /** ws-duplex through its Node Duplex face (write()/'drain', 'data'/pause()/resume()). */
-import { duplexConn } from '../adapters.js'
+import { duplexConn, tcpPort } from '../adapters.js'
 import type { Impl } from '../types.js'
 import { loadWsDuplex } from '../wsd.js'
 
@@ -10,9 +10,10 @@ const impl: Impl = {
     const server = await createServer({ port: 0, host: '127.0.0.1' }, (d) =>
       onConnection(duplexConn(d))
     )
-    const address = server.address()
-    if (address === null || typeof address === 'string') throw new Error('no TCP address')
-    return { port: address.port, close: () => server.close() }
+    return {
+      port: tcpPort(server.address()),
+      close: () => server.close()
+    }
   },
   async connect(port) {
     const { connect } = await loadWsDuplex()
