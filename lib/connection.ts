@@ -314,8 +314,8 @@ export class Connection {
 
   /**
    * Lets go of the connection at once (destroy): pending finish and pings fail with `failure`,
-   * a best-effort close frame (1000 for a plain stop, 1011 for a failure) goes out, and the
-   * socket is terminated. `done` runs once the socket reports it is closed.
+   * the queued bytes and a best-effort close frame (1000 for a plain stop, 1011 for a failure)
+   * go out, and the socket is terminated. `done` runs once the socket reports it is closed.
    */
   release(failure: Error, isFailure: boolean, done: () => void): void {
     this.#released = done
@@ -330,8 +330,11 @@ export class Connection {
       done()
       return
     }
-    // The peer learns a real code rather than 1006; then terminate without waiting.
+    // The peer learns a real code rather than 1006; then terminate without waiting. What was
+    // accepted but still waits for the end of the tick goes out first (best effort, like the
+    // close frame): bytes before a failure are delivered before the 1011 that reports it.
     if (this.#seam.state === 'open' && this.#sentCloseCode === undefined) {
+      this.#queue.flush()
       const code = isFailure ? CloseCode.InternalError : CloseCode.Normal
       this.#sentCloseCode = code
       this.#seam.close(code, '')

@@ -156,6 +156,9 @@ export class WsDuplex
       )
     }
     this.#writeFace = 'sink'
+    // As for `source`: the error reaches sink users as the rejection, so an 'error' event
+    // nobody listens to must not also crash the process.
+    if (this.#readFace !== 'source') this.on('error', ignoreError)
     await drainSource(this.#sinkWriter(), source)
   }
 

@@ -20,16 +20,21 @@ export interface ChunkWriter {
   abort(error: Error): void
 }
 
-/** Copies `source` into `writer`, awaiting backpressure; rejects with the stream's error. */
+/**
+ * Copies `source` into `writer`, awaiting backpressure; rejects with the stream's error. A chunk
+ * that is not bytes (a string, a number, a Uint16Array...) fails the sink like a throwing
+ * source: the chunks before it are sent, the peer gets 1011, the sink rejects with a TypeError.
+ */
 export async function drainSource(writer: ChunkWriter, source: Source<SinkChunk>): Promise<void> {
   try {
-    for await (const chunk of source) {
+    for await (const chunk of source as AsyncIterable<unknown> | Iterable<unknown>) {
       if (chunk instanceof Uint8Array) {
         if (!writer.write(chunk)) await writer.drained()
         continue
       }
       // A Uint8ArrayList iterates its own views: its bytes are written without a copy.
-      for (const part of chunk) {
+      for (const part of iterableChunk(chunk)) {
+        if (!(part instanceof Uint8Array)) throw invalidChunk(chunk)
         if (!writer.write(part)) await writer.drained()
       }
     }
@@ -39,6 +44,30 @@ export async function drainSource(writer: ChunkWriter, source: Source<SinkChunk>
     throw failure
   }
   await writer.finish()
+}
+
+/** A Uint8ArrayList, or anything else iterable that is not a string, is taken apart. */
+function iterableChunk(chunk: unknown): Iterable<unknown> {
+  if (typeof chunk === 'object' && chunk !== null && Symbol.iterator in chunk) {
+    return chunk as Iterable<unknown>
+  }
+  throw invalidChunk(chunk)
+}
+
+/** Named like Node's own error for a bad `write()` chunk; the message shows no payload. */
+function invalidChunk(chunk: unknown): TypeError {
+  const got =
+    chunk === null
+      ? 'null'
+      : typeof chunk === 'object'
+        ? `an instance of ${(chunk as object).constructor?.name ?? 'Object'}`
+        : `type ${typeof chunk}`
+  return Object.assign(
+    new TypeError(
+      `Expected each \`sink()\` chunk to be a Uint8Array or a Uint8ArrayList, got ${got}`
+    ),
+    { code: 'ERR_INVALID_ARG_TYPE' }
+  )
 }
 
 /** What the source queue needs from its owner. */

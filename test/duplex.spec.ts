@@ -392,6 +392,16 @@ describe('WsDuplex', () => {
       await peer.tcpClosed()
     })
 
+    it('sends the bytes written in the same tick before its close frame', async () => {
+      const { duplex, peer } = await rawPair()
+      duplex.on('error', () => {})
+      duplex.write(Buffer.from('accepted'))
+      duplex.destroy(new Error('stop'))
+      const got = await peer.readUntilClose()
+      expect(got.data.toString()).to.equal('accepted')
+      expect(got.close?.code).to.equal(1011)
+    })
+
     it("sends 1011, emits the caller's error and fails pending writes", async () => {
       const { duplex, peer } = await rawPair()
       peer.pause()

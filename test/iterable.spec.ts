@@ -121,6 +121,62 @@ describe('WsDuplex source / sink', () => {
       expect(error).to.equal(failure)
       expect((await peer.readUntilClose()).close?.code).to.equal(1011)
     })
+
+    it('rejects a chunk that is not bytes with ERR_INVALID_ARG_TYPE, after the bytes before it', async () => {
+      const raw = await startRawServer()
+      cleanup.add(() => raw.close())
+      const cases: [unknown, string][] = [
+        ['secret text', 'type string'],
+        [7, 'type number'],
+        [null, 'null'],
+        [new Uint16Array([1, 2]), 'an instance of Uint16Array'],
+        [[1, 2, 3], 'an instance of Array'],
+        [new ArrayBuffer(4), 'an instance of ArrayBuffer']
+      ]
+      for (const [bad, described] of cases) {
+        // No 'error' listener: the rejection is how a sink user hears of it.
+        const duplex = await openDuplex(cleanup, raw.url)
+        const peer = await raw.nextPeer()
+        const chunks = [Buffer.from('before'), bad] as Uint8Array[]
+        const error = await duplex.sink(chunks).then(
+          () => undefined,
+          (e: unknown) => e
+        )
+        expect(error, described).to.be.instanceOf(TypeError)
+        expect((error as { code?: string }).code).to.equal('ERR_INVALID_ARG_TYPE')
+        expect((error as Error).message)
+          .to.contain(described)
+          .and.not.contain('secret')
+        const got = await peer.readUntilClose()
+        expect(got.data.toString(), described).to.equal('before')
+        expect(got.close?.code, described).to.equal(1011)
+      }
+    })
+
+    it('rejects when the source throws, with nobody listening for error', async () => {
+      const raw = await startRawServer()
+      cleanup.add(() => raw.close())
+      const duplex = await openDuplex(cleanup, raw.url)
+      const peer = await raw.nextPeer()
+      const failure = new Error('source broke')
+      async function* source(): AsyncGenerator<Uint8Array> {
+        yield Buffer.from('x')
+        throw failure
+      }
+      // Not onceWithin(): it would listen for 'error' itself.
+      const closed = new Promise((resolve) => duplex.once('close', resolve))
+      const error = await duplex.sink(source()).then(
+        () => undefined,
+        (e: unknown) => e
+      )
+      expect(error).to.equal(failure)
+      // 'close' comes after the unobserved 'error' event, which must not have crashed anything.
+      await withTimeout(closed, 2000, "'close'")
+      expect(duplex.errored).to.equal(failure)
+      const got = await peer.readUntilClose()
+      expect(got.data.toString()).to.equal('x')
+      expect(got.close?.code).to.equal(1011)
+    })
   })
 
   describe('#source', () => {
