@@ -23,6 +23,7 @@ class StubSeam implements SocketSeam<Connection> {
   readonly isPaused = false
   readonly canPause = true
   readonly canPing = true
+  readonly sendsSurviveTerminate = true
   frames = 0
   attach(_owner: Connection, _handler: SocketHandler<Connection>): void {}
   watchControlFrames(): void {}

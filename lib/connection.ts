@@ -314,8 +314,8 @@ export class Connection {
 
   /**
    * Lets go of the connection at once (destroy): pending finish and pings fail with `failure`,
-   * the queued bytes and a best-effort close frame (1000 for a plain stop, 1011 for a failure)
-   * go out, and the socket is terminated. `done` runs once the socket reports it is closed.
+   * the bytes written in this tick (up to one frame) and a best-effort close frame (1000 for a
+   * plain stop, 1011 for a failure) go out, and the socket is terminated. `done` runs once the socket reports it is closed.
    */
   release(failure: Error, isFailure: boolean, done: () => void): void {
     this.#released = done
@@ -330,17 +330,28 @@ export class Connection {
       done()
       return
     }
-    // The peer learns a real code rather than 1006; then terminate without waiting. What was
-    // accepted but still waits for the end of the tick goes out first (best effort, like the
-    // close frame): bytes before a failure are delivered before the 1011 that reports it.
+    // The peer learns a real code rather than 1006; then terminate without waiting. Bytes written
+    // just before a failure reach the peer ahead of the 1011 that reports it.
     if (this.#seam.state === 'open' && this.#sentCloseCode === undefined) {
-      this.#queue.flush()
+      this.#flushOrDiscard()
       const code = isFailure ? CloseCode.InternalError : CloseCode.Normal
       this.#sentCloseCode = code
       this.#seam.close(code, '')
       this.#emitClosing(code, '', 'local')
     }
     this.#seam.terminate()
+  }
+
+  /**
+   * Before a release: what was written in this tick (up to one frame) goes out ahead of the
+   * close frame. More could push the close frame past what reaches the kernel before the
+   * terminate, and the peer would see 1006 instead; that is dropped, as Node's destroy() drops
+   * its buffered writes.
+   */
+  #flushOrDiscard(): void {
+    if (this.#queue.queuedBytes <= this.#options.maxFrameSize && this.#seam.sendsSurviveTerminate) {
+      this.#queue.flush()
+    } else this.#queue.discard()
   }
 
   /** Sends our close frame once, if the socket is still open, and starts the close timer. */

@@ -29,6 +29,11 @@ export interface SocketSeam<Owner> {
   readonly canPause: boolean
   /** Whether pings can be sent (a WHATWG WebSocket cannot). */
   readonly canPing: boolean
+  /**
+   * Whether a frame sent just before `close()` and `terminate()` still goes out. Not behind
+   * ws's permessage-deflate, which compresses on another thread while terminate drops the socket.
+   */
+  readonly sendsSurviveTerminate: boolean
   /** Starts delivering events to `handler` on behalf of `owner`; call once. */
   attach(owner: Owner, handler: SocketHandler<Owner>): void
   /**

@@ -57,6 +57,11 @@ export class NodeWsSocket<Owner> implements SocketSeam<Owner> {
     return true
   }
 
+  get sendsSurviveTerminate(): boolean {
+    // Without compression ws writes each frame to the net socket before send() returns.
+    return !this.#ws.extensions.includes('permessage-deflate')
+  }
+
   wireCloseCode(code: number): number {
     return code
   }

@@ -117,8 +117,9 @@ export class WsStream implements ItDuplex<
   }
 
   /**
-   * Lets go at once: a best-effort close frame (1000 without an error, 4011 with one), the
-   * source and sink fail with `error` (or ERR_STREAM_CLOSED), and nothing more is delivered.
+   * Lets go at once: what was written in this tick (up to one frame) and a best-effort close
+   * frame (1000 without an error, 4011 with one) go out, the source and sink fail with `error`
+   * (or ERR_STREAM_CLOSED), and nothing more is delivered.
    */
   destroy(error?: Error): void {
     if (this.#destroyed) return

@@ -119,6 +119,11 @@ export class WhatwgSocket<Owner> implements SocketSeam<Owner>, WhatwgListener {
     return false
   }
 
+  /** terminate() closes the socket, and the browser sends what it holds before its close frame. */
+  get sendsSurviveTerminate(): true {
+    return true
+  }
+
   attach(owner: Owner, handler: SocketHandler<Owner>): void {
     this.#owner = owner
     this.#handler = handler

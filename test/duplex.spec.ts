@@ -402,6 +402,35 @@ describe('WsDuplex', () => {
       expect(got.close?.code).to.equal(1011)
     })
 
+    it('drops a same-tick write larger than one frame, so that its close frame still goes out', async () => {
+      const { duplex, peer } = await rawPair({ maxFrameSize: 16 * 1024 })
+      duplex.on('error', () => {})
+      duplex.write(patternBytes(4 * 16 * 1024))
+      duplex.destroy(new Error('stop'))
+      const got = await peer.readUntilClose()
+      expect(got.data.length).to.equal(0)
+      expect(got.close?.code).to.equal(1011)
+    })
+
+    it('with permessage-deflate, drops the same-tick bytes and still sends 1011', async () => {
+      const server = await startWsServer(cleanup, { perMessageDeflate: true })
+      const duplex = await connect(server.url, { perMessageDeflate: true })
+      cleanup.add(() => {
+        duplex.destroy()
+      })
+      const ws = await server.nextSocket()
+      const received: Buffer[] = []
+      ws.on('message', (data: Buffer) => received.push(data))
+      const closed = onceWithin<[number]>(ws, 'close')
+      duplex.on('error', () => {})
+      // Big enough to be compressed, which ws does on another thread.
+      duplex.write(patternBytes(8 * 1024))
+      duplex.destroy(new Error('stop'))
+      const [code] = await closed
+      expect(code).to.equal(1011)
+      expect(received.length).to.equal(0)
+    })
+
     it("sends 1011, emits the caller's error and fails pending writes", async () => {
       const { duplex, peer } = await rawPair()
       peer.pause()
