@@ -157,8 +157,9 @@ export class WsDuplex
     }
     this.#writeFace = 'sink'
     // As for `source`: the error reaches sink users as the rejection, so an 'error' event
-    // nobody listens to must not also crash the process.
-    if (this.#readFace !== 'source') this.on('error', ignoreError)
+    // nobody listens to must not also crash the process. A reader on the Duplex face (pipe,
+    // 'data') hears of errors through 'error', as from any Node stream.
+    if (this.#readFace === undefined && this.readableFlowing === null) this.on('error', ignoreError)
     await drainSource(this.#sinkWriter(), source)
   }
 

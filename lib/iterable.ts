@@ -27,16 +27,23 @@ export interface ChunkWriter {
  */
 export async function drainSource(writer: ChunkWriter, source: Source<SinkChunk>): Promise<void> {
   try {
-    for await (const chunk of source as AsyncIterable<unknown> | Iterable<unknown>) {
-      if (chunk instanceof Uint8Array) {
-        if (!writer.write(chunk)) await writer.drained()
-        continue
+    const iterable = source as Partial<AsyncIterable<unknown> & Iterable<unknown>> | null
+    if (typeof iterable?.[Symbol.asyncIterator] === 'function') {
+      for await (const chunk of iterable as AsyncIterable<unknown>) {
+        if (!(chunk instanceof Uint8Array)) await writeParts(writer, chunk)
+        else if (!writer.write(chunk)) await writer.drained()
       }
-      // A Uint8ArrayList iterates its own views: its bytes are written without a copy.
-      for (const part of iterableChunk(chunk)) {
-        if (!(part instanceof Uint8Array)) throw invalidChunk(chunk)
-        if (!writer.write(part)) await writer.drained()
+    } else if (typeof iterable?.[Symbol.iterator] === 'function') {
+      // An array or a generator: no promise and no turn of the microtask queue per chunk, only
+      // where backpressure makes the loop wait. `for await` would wait for a promise among the
+      // chunks, so this loop does too.
+      for (const item of iterable as Iterable<unknown>) {
+        const chunk = item instanceof Uint8Array || !isThenable(item) ? item : await item
+        if (!(chunk instanceof Uint8Array)) await writeParts(writer, chunk)
+        else if (!writer.write(chunk)) await writer.drained()
       }
+    } else {
+      throw invalidArgType('the source of `sink()` to be an iterable or an async iterable', source)
     }
   } catch (error) {
     const failure = error instanceof Error ? error : new Error(String(error))
@@ -46,28 +53,45 @@ export async function drainSource(writer: ChunkWriter, source: Source<SinkChunk>
   await writer.finish()
 }
 
-/** A Uint8ArrayList, or anything else iterable that is not a string, is taken apart. */
-function iterableChunk(chunk: unknown): Iterable<unknown> {
-  if (typeof chunk === 'object' && chunk !== null && Symbol.iterator in chunk) {
-    return chunk as Iterable<unknown>
+/**
+ * A Uint8ArrayList iterates its own views: its bytes are written without a copy, each part
+ * awaiting backpressure (a large list must not be queued whole).
+ */
+async function writeParts(writer: ChunkWriter, chunk: unknown): Promise<void> {
+  const parts = chunk as Partial<Iterable<unknown>> | null
+  if (typeof chunk !== 'object' || typeof parts?.[Symbol.iterator] !== 'function') {
+    throw invalidChunk(chunk)
   }
-  throw invalidChunk(chunk)
+  for (const part of parts as Iterable<unknown>) {
+    if (!(part instanceof Uint8Array)) throw invalidChunk(chunk)
+    if (!writer.write(part)) await writer.drained()
+  }
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { then?: unknown }).then === 'function'
+  )
 }
 
 /** Named like Node's own error for a bad `write()` chunk; the message shows no payload. */
+function invalidArgType(expected: string, value: unknown): TypeError {
+  return Object.assign(new TypeError(`Expected ${expected}, got ${typeName(value)}`), {
+    code: 'ERR_INVALID_ARG_TYPE'
+  })
+}
+
 function invalidChunk(chunk: unknown): TypeError {
-  const got =
-    chunk === null
-      ? 'null'
-      : typeof chunk === 'object'
-        ? `an instance of ${(chunk as object).constructor?.name ?? 'Object'}`
-        : `type ${typeof chunk}`
-  return Object.assign(
-    new TypeError(
-      `Expected each \`sink()\` chunk to be a Uint8Array or a Uint8ArrayList, got ${got}`
-    ),
-    { code: 'ERR_INVALID_ARG_TYPE' }
-  )
+  return invalidArgType('each `sink()` chunk to be a Uint8Array or a Uint8ArrayList', chunk)
+}
+
+/** What a value is, without showing it (it may be payload). */
+function typeName(value: unknown): string {
+  if (value === null) return 'null'
+  if (typeof value !== 'object') return `type ${typeof value}`
+  return `an instance of ${(value as object).constructor?.name ?? 'Object'}`
 }
 
 /** What the source queue needs from its owner. */

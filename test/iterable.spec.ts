@@ -39,6 +39,23 @@ async function collectingServer(): Promise<{ url: string; received: () => Promis
   }
 }
 
+/** What `sink(source)` rejects with; undefined when it resolves. */
+function sinkRejection(duplex: WsDuplex, source: unknown): Promise<unknown> {
+  return duplex.sink(source as Uint8Array[]).then(
+    () => undefined,
+    (e: unknown) => e
+  )
+}
+
+/** A TypeError coded like Node's that names the type given, never the value ('secret…'). */
+function expectInvalidArgType(error: unknown, described: string): void {
+  expect(error, described).to.be.instanceOf(TypeError)
+  expect((error as { code?: string }).code).to.equal('ERR_INVALID_ARG_TYPE')
+  expect((error as Error).message)
+    .to.contain(described)
+    .and.not.contain('secret')
+}
+
 describe('WsDuplex source / sink', () => {
   describe('#sink', () => {
     it('sends every chunk, then closes with 1000, and works detached', async () => {
@@ -68,40 +85,71 @@ describe('WsDuplex source / sink', () => {
       expect((await received()).toString()).to.equal('abcdef')
     })
 
-    it('awaits backpressure: a stalled peer stops the source being read', async () => {
+    it('waits for a promise among the chunks of a plain iterable, as for await would', async () => {
+      const { url, received } = await collectingServer()
+      const duplex = await connect(url)
+      const chunks = [
+        Buffer.from('ab'),
+        Promise.resolve(Buffer.from('cd')),
+        new Uint8ArrayList(Buffer.from('ef'), Buffer.from('gh'))
+      ] as unknown as Uint8Array[]
+      await duplex.sink(chunks)
+      expect((await received()).toString()).to.equal('abcdefgh')
+    })
+
+    it('rejects with the reason of a rejected promise among the chunks, after the bytes before it', async () => {
       const raw = await startRawServer()
       cleanup.add(() => raw.close())
-      const duplex = await openDuplex(cleanup, raw.url, { writableHighWaterMark: 16 * 1024 })
+      const duplex = await openDuplex(cleanup, raw.url)
       const peer = await raw.nextPeer()
-      peer.pause()
-      let pulled = 0
-      const stalled = new Promise<void>((resolve) => {
-        let last = -1
-        const watch = setInterval(() => {
-          if (pulled === last) {
-            clearInterval(watch)
-            resolve()
-          }
-          last = pulled
-        }, 200)
-        cleanup.add(() => clearInterval(watch))
-      })
-      const chunk = patternBytes(64 * 1024)
-      function* source(): Generator<Uint8Array> {
-        for (let i = 0; i < 1024; i++) {
-          pulled += chunk.length
-          yield chunk
-        }
-      }
-      const sinking = duplex.sink(source())
-      sinking.catch(() => {})
-      await withTimeout(stalled, 8000, 'the sink to stall')
-      expect(pulled, 'far less than the 64 MiB offered').to.be.below(32 * 1024 * 1024)
-      peer.resume()
-      const got = await peer.readUntilClose(20_000)
-      expect(got.data.length).to.equal(1024 * chunk.length)
-      await sinking
+      const failure = new Error('no chunk')
+      const rejected = Promise.reject(failure)
+      rejected.catch(() => {})
+      expect(await sinkRejection(duplex, [Buffer.from('ok'), rejected])).to.equal(failure)
+      const got = await peer.readUntilClose()
+      expect(got.data.toString()).to.equal('ok')
+      expect(got.close?.code).to.equal(1011)
     })
+
+    for (const kind of ['generator', 'async generator'] as const) {
+      it(`awaits backpressure: a stalled peer stops a ${kind} being read`, async () => {
+        const raw = await startRawServer()
+        cleanup.add(() => raw.close())
+        const duplex = await openDuplex(cleanup, raw.url, { writableHighWaterMark: 16 * 1024 })
+        const peer = await raw.nextPeer()
+        peer.pause()
+        let pulled = 0
+        const stalled = new Promise<void>((resolve) => {
+          let last = -1
+          const watch = setInterval(() => {
+            if (pulled === last) {
+              clearInterval(watch)
+              resolve()
+            }
+            last = pulled
+          }, 200)
+          cleanup.add(() => clearInterval(watch))
+        })
+        const chunk = patternBytes(64 * 1024)
+        function* source(): Generator<Uint8Array> {
+          for (let i = 0; i < 1024; i++) {
+            pulled += chunk.length
+            yield chunk
+          }
+        }
+        async function* asyncSource(): AsyncGenerator<Uint8Array> {
+          yield* source()
+        }
+        const sinking = duplex.sink(kind === 'generator' ? source() : asyncSource())
+        sinking.catch(() => {})
+        await withTimeout(stalled, 8000, 'the sink to stall')
+        expect(pulled, 'far less than the 64 MiB offered').to.be.below(32 * 1024 * 1024)
+        peer.resume()
+        const got = await peer.readUntilClose(20_000)
+        expect(got.data.length).to.equal(1024 * chunk.length)
+        await sinking
+      })
+    }
 
     it('destroys the stream with 1011 and rejects when the source throws', async () => {
       const raw = await startRawServer()
@@ -137,19 +185,25 @@ describe('WsDuplex source / sink', () => {
         // No 'error' listener: the rejection is how a sink user hears of it.
         const duplex = await openDuplex(cleanup, raw.url)
         const peer = await raw.nextPeer()
-        const chunks = [Buffer.from('before'), bad] as Uint8Array[]
-        const error = await duplex.sink(chunks).then(
-          () => undefined,
-          (e: unknown) => e
-        )
-        expect(error, described).to.be.instanceOf(TypeError)
-        expect((error as { code?: string }).code).to.equal('ERR_INVALID_ARG_TYPE')
-        expect((error as Error).message)
-          .to.contain(described)
-          .and.not.contain('secret')
+        expectInvalidArgType(await sinkRejection(duplex, [Buffer.from('before'), bad]), described)
         const got = await peer.readUntilClose()
         expect(got.data.toString(), described).to.equal('before')
         expect(got.close?.code, described).to.equal(1011)
+      }
+    })
+
+    it('rejects a source that is not iterable with ERR_INVALID_ARG_TYPE and sends 1011', async () => {
+      const raw = await startRawServer()
+      cleanup.add(() => raw.close())
+      for (const [bad, described] of [
+        ['secret text', 'type string'],
+        [42, 'type number'],
+        [{}, 'an instance of Object']
+      ] as const) {
+        const duplex = await openDuplex(cleanup, raw.url)
+        const peer = await raw.nextPeer()
+        expectInvalidArgType(await sinkRejection(duplex, bad), described)
+        expect((await peer.readUntilClose()).close?.code, described).to.equal(1011)
       }
     })
 
