@@ -315,7 +315,8 @@ export class Connection {
   /**
    * Lets go of the connection at once (destroy): pending finish and pings fail with `failure`,
    * the bytes written in this tick (up to one frame) and a best-effort close frame (1000 for a
-   * plain stop, 1011 for a failure) go out, and the socket is terminated. `done` runs once the socket reports it is closed.
+   * plain stop, 1011 for a failure) go out, and the socket is terminated. `done` runs once the
+   * socket reports it is closed.
    */
   release(failure: Error, isFailure: boolean, done: () => void): void {
     this.#released = done
