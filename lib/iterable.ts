@@ -58,6 +58,11 @@ export async function drainSource(writer: ChunkWriter, source: Source<SinkChunk>
  * awaiting backpressure (a large list must not be queued whole).
  */
 async function writeParts(writer: ChunkWriter, chunk: unknown): Promise<void> {
+  // A Uint8Array from another realm (a vm context, a Jest environment) fails `instanceof`.
+  if (Object.prototype.toString.call(chunk) === '[object Uint8Array]') {
+    if (!writer.write(chunk as Uint8Array)) await writer.drained()
+    return
+  }
   const parts = chunk as Partial<Iterable<unknown>> | null
   if (typeof chunk !== 'object' || typeof parts?.[Symbol.iterator] !== 'function') {
     throw invalidChunk(chunk)

@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net'
+import { runInNewContext } from 'node:vm'
 import { expect } from 'chai'
 import fc from 'fast-check'
 import { pipe } from 'it-pipe'
@@ -95,6 +96,15 @@ describe('WsDuplex source / sink', () => {
       ] as unknown as Uint8Array[]
       await duplex.sink(chunks)
       expect((await received()).toString()).to.equal('abcdefgh')
+    })
+
+    it('takes a Uint8Array from another realm (vm, Jest), which fails instanceof', async () => {
+      const { url, received } = await collectingServer()
+      const duplex = await connect(url)
+      const foreign = runInNewContext('new Uint8Array([104, 105])') as Uint8Array
+      expect(foreign instanceof Uint8Array).to.equal(false)
+      await duplex.sink([foreign, Buffer.from('!')])
+      expect((await received()).toString()).to.equal('hi!')
     })
 
     it('rejects with the reason of a rejected promise among the chunks, after the bytes before it', async () => {
