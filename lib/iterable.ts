@@ -54,13 +54,12 @@ export async function drainSource(writer: ChunkWriter, source: Source<SinkChunk>
 }
 
 /**
- * A Uint8ArrayList iterates its own views: its bytes are written without a copy, each part
- * awaiting backpressure (a large list must not be queued whole).
+ * The slow path: a Uint8Array from another realm, or a Uint8ArrayList, whose views are written
+ * without a copy, each awaiting backpressure (a large list must not be queued whole).
  */
 async function writeParts(writer: ChunkWriter, chunk: unknown): Promise<void> {
-  // A Uint8Array from another realm (a vm context, a Jest environment) fails `instanceof`.
-  if (Object.prototype.toString.call(chunk) === '[object Uint8Array]') {
-    if (!writer.write(chunk as Uint8Array)) await writer.drained()
+  if (isForeignBytes(chunk)) {
+    if (!writer.write(chunk)) await writer.drained()
     return
   }
   const parts = chunk as Partial<Iterable<unknown>> | null
@@ -68,9 +67,14 @@ async function writeParts(writer: ChunkWriter, chunk: unknown): Promise<void> {
     throw invalidChunk(chunk)
   }
   for (const part of parts as Iterable<unknown>) {
-    if (!(part instanceof Uint8Array)) throw invalidChunk(chunk)
+    if (!(part instanceof Uint8Array) && !isForeignBytes(part)) throw invalidChunk(chunk)
     if (!writer.write(part)) await writer.drained()
   }
+}
+
+/** A Uint8Array from another realm (a vm context, a Jest environment) fails `instanceof`. */
+function isForeignBytes(value: unknown): value is Uint8Array {
+  return Object.prototype.toString.call(value) === '[object Uint8Array]'
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {

@@ -103,8 +103,10 @@ describe('WsDuplex source / sink', () => {
       const duplex = await connect(url)
       const foreign = runInNewContext('new Uint8Array([104, 105])') as Uint8Array
       expect(foreign instanceof Uint8Array).to.equal(false)
-      await duplex.sink([foreign, Buffer.from('!')])
-      expect((await received()).toString()).to.equal('hi!')
+      const foreignPart = runInNewContext('new Uint8Array([63])') as Uint8Array
+      // Uint8ArrayList itself refuses a foreign Uint8Array; another iterable of parts may hold one.
+      await duplex.sink([foreign, Buffer.from('!'), [foreignPart]] as Uint8Array[])
+      expect((await received()).toString()).to.equal('hi!?')
     })
 
     it('rejects with the reason of a rejected promise among the chunks, after the bytes before it', async () => {
