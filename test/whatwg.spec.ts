@@ -248,6 +248,22 @@ describe('WsStream over a WHATWG WebSocket (undici, in Node)', function () {
       expect(result.error).to.equal('ERR_PEER_CLOSED_WITH_ERROR')
     })
 
+    it('a sink chunk that is not bytes rejects with ERR_INVALID_ARG_TYPE; the peer gets 4011', async () => {
+      const server = await recordingServer()
+      const stream = fromWebSocket(undiciSocket(server.url))
+      await onceWithin(stream.events as never, 'open', 5000)
+      const chunks = [new Uint8Array([1]), 'text'] as unknown as Uint8Array[]
+      const error = await stream.sink(chunks).then(
+        () => undefined,
+        (e: unknown) => e
+      )
+      expect(error).to.be.instanceOf(TypeError)
+      expect((error as { code?: string }).code).to.equal('ERR_INVALID_ARG_TYPE')
+      const result = await server.next()
+      expect(result.code).to.equal(4011)
+      expect(result.error).to.equal('ERR_PEER_CLOSED_WITH_ERROR')
+    })
+
     it('a peer that closes with 1011 is an error, not an EOF, after the bytes before it', async () => {
       const { url } = await duplexServer((duplex) => {
         duplex.write(new Uint8Array([9, 9]))
