@@ -3,24 +3,30 @@ import { pipeline } from 'node:stream/promises'
 import { Readable, Writable } from 'node:stream'
 import { expect } from 'chai'
 import { WebSocket } from 'ws'
-import { WsDuplex, WsDuplexError, connect, type CloseInfo } from '../lib/index.js'
-import { Opcode, startRawServer, type RawPeer, type RawServer } from './helpers/raw-peer.js'
-import { Cleanup, openDuplex, patternBytes, startWsServer, streamError } from './helpers/servers.js'
-import { collect, onceWithin, withTimeout } from './helpers/wait.js'
+import {
+  WsDuplex,
+  WsDuplexError,
+  connect,
+  type CloseInfo,
+  type WsDuplexOptions
+} from '../lib/index.js'
+import { Opcode, startRawServer } from './helpers/raw-peer.js'
+import {
+  Cleanup,
+  openDuplex,
+  openRawPair,
+  patternBytes,
+  startWsServer,
+  streamError
+} from './helpers/servers.js'
+import { collect, onceWithin, whenStalled, withTimeout } from './helpers/wait.js'
 
 const cleanup = new Cleanup()
 afterEach(() => cleanup.run())
 
 /** A WsDuplex client connected to a raw peer that plays the server byte by byte. */
-async function rawPair(
-  options?: ConstructorParameters<typeof WsDuplex>[1]
-): Promise<{ duplex: WsDuplex; peer: RawPeer; raw: RawServer }> {
-  const raw = await startRawServer()
-  cleanup.add(() => raw.close())
-  const duplex = await openDuplex(cleanup, raw.url, options)
-  const peer = await raw.nextPeer()
-  return { duplex, peer, raw }
-}
+const rawPair = (options?: WsDuplexOptions): ReturnType<typeof openRawPair> =>
+  openRawPair(cleanup, options)
 
 function closeEvent(duplex: WsDuplex, ms = 3000): Promise<[CloseInfo]> {
   return onceWithin<[CloseInfo]>(duplex.events, 'close', ms)
@@ -529,6 +535,8 @@ describe('WsDuplex', () => {
       cleanup.add(() => {
         writer.destroy()
       })
+      const { stalled: writerStalled, stop } = whenStalled(() => offered, 300)
+      cleanup.add(stop)
       await withTimeout(
         new Promise<void>((resolve) => {
           const pump = (): void => {
@@ -544,15 +552,7 @@ describe('WsDuplex', () => {
           pump()
           duplex.socket.once('close', () => resolve())
           // Done when the writer has been stuck behind backpressure for a while.
-          let last = -1
-          const watch = setInterval(() => {
-            if (offered === last) {
-              clearInterval(watch)
-              resolve()
-            }
-            last = offered
-          }, 300)
-          cleanup.add(() => clearInterval(watch))
+          void writerStalled.then(resolve)
         }),
         8000,
         'the writer to stall'

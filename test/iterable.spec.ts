@@ -7,8 +7,8 @@ import * as lp from 'it-length-prefixed'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { connect, createServer, WsDuplex, WsDuplexError } from '../lib/index.js'
 import { Opcode, startRawServer } from './helpers/raw-peer.js'
-import { Cleanup, openDuplex, patternBytes, startWsServer } from './helpers/servers.js'
-import { collect, onceWithin, withTimeout } from './helpers/wait.js'
+import { Cleanup, openDuplex, openRawPair, patternBytes, startWsServer } from './helpers/servers.js'
+import { collect, onceWithin, whenStalled, withTimeout } from './helpers/wait.js'
 
 const cleanup = new Cleanup()
 afterEach(() => cleanup.run())
@@ -60,10 +60,7 @@ function expectInvalidArgType(error: unknown, described: string): void {
 describe('WsDuplex source / sink', () => {
   describe('#sink', () => {
     it('sends every chunk, then closes with 1000, and works detached', async () => {
-      const raw = await startRawServer()
-      cleanup.add(() => raw.close())
-      const duplex = await openDuplex(cleanup, raw.url)
-      const peer = await raw.nextPeer()
+      const { duplex, peer } = await openRawPair(cleanup)
       const { sink } = duplex
       await withTimeout(
         sink([Buffer.from('one '), new Uint8Array([116, 119, 111])]),
@@ -110,10 +107,7 @@ describe('WsDuplex source / sink', () => {
     })
 
     it('rejects with the reason of a rejected promise among the chunks, after the bytes before it', async () => {
-      const raw = await startRawServer()
-      cleanup.add(() => raw.close())
-      const duplex = await openDuplex(cleanup, raw.url)
-      const peer = await raw.nextPeer()
+      const { duplex, peer } = await openRawPair(cleanup)
       const failure = new Error('no chunk')
       const rejected = Promise.reject(failure)
       rejected.catch(() => {})
@@ -125,23 +119,11 @@ describe('WsDuplex source / sink', () => {
 
     for (const kind of ['generator', 'async generator'] as const) {
       it(`awaits backpressure: a stalled peer stops a ${kind} being read`, async () => {
-        const raw = await startRawServer()
-        cleanup.add(() => raw.close())
-        const duplex = await openDuplex(cleanup, raw.url, { writableHighWaterMark: 16 * 1024 })
-        const peer = await raw.nextPeer()
+        const { duplex, peer } = await openRawPair(cleanup, { writableHighWaterMark: 16 * 1024 })
         peer.pause()
         let pulled = 0
-        const stalled = new Promise<void>((resolve) => {
-          let last = -1
-          const watch = setInterval(() => {
-            if (pulled === last) {
-              clearInterval(watch)
-              resolve()
-            }
-            last = pulled
-          }, 200)
-          cleanup.add(() => clearInterval(watch))
-        })
+        const { stalled, stop } = whenStalled(() => pulled, 200)
+        cleanup.add(stop)
         const chunk = patternBytes(64 * 1024)
         function* source(): Generator<Uint8Array> {
           for (let i = 0; i < 1024; i++) {
@@ -220,10 +202,7 @@ describe('WsDuplex source / sink', () => {
     })
 
     it('rejects when the source throws, with nobody listening for error', async () => {
-      const raw = await startRawServer()
-      cleanup.add(() => raw.close())
-      const duplex = await openDuplex(cleanup, raw.url)
-      const peer = await raw.nextPeer()
+      const { duplex, peer } = await openRawPair(cleanup)
       const failure = new Error('source broke')
       async function* source(): AsyncGenerator<Uint8Array> {
         yield Buffer.from('x')
@@ -247,10 +226,7 @@ describe('WsDuplex source / sink', () => {
 
   describe('#source', () => {
     it('yields the bytes received and ends after a clean close', async () => {
-      const raw = await startRawServer()
-      cleanup.add(() => raw.close())
-      const duplex = await openDuplex(cleanup, raw.url)
-      const peer = await raw.nextPeer()
+      const { duplex, peer } = await openRawPair(cleanup)
       peer.sendBinary(Buffer.from('hello '))
       peer.sendBinary(Buffer.from('world'))
       peer.sendClose(1000)
@@ -258,10 +234,7 @@ describe('WsDuplex source / sink', () => {
     })
 
     it('throws the coded error after an abnormal close', async () => {
-      const raw = await startRawServer()
-      cleanup.add(() => raw.close())
-      const duplex = await openDuplex(cleanup, raw.url)
-      const peer = await raw.nextPeer()
+      const { duplex, peer } = await openRawPair(cleanup)
       peer.sendBinary(Buffer.from('cut'))
       peer.sendClose(1011)
       const error = await collect(duplex.source).then(
@@ -297,10 +270,7 @@ describe('WsDuplex source / sink', () => {
     })
 
     it('delivers the bytes before a text frame, then throws ERR_TEXT_FRAME', async () => {
-      const raw = await startRawServer()
-      cleanup.add(() => raw.close())
-      const duplex = await openDuplex(cleanup, raw.url)
-      const peer = await raw.nextPeer()
+      const { duplex, peer } = await openRawPair(cleanup)
       peer.sendBinary(Buffer.from('kept'))
       peer.sendText('refused')
       const chunks: Uint8Array[] = []
@@ -318,10 +288,7 @@ describe('WsDuplex source / sink', () => {
     })
 
     it('breaking out gives the peer 1000', async () => {
-      const raw = await startRawServer()
-      cleanup.add(() => raw.close())
-      const duplex = await openDuplex(cleanup, raw.url)
-      const peer = await raw.nextPeer()
+      const { duplex, peer } = await openRawPair(cleanup)
       peer.sendBinary(Buffer.from('first'))
       for await (const chunk of duplex.source) {
         expect(Buffer.from(chunk).toString()).to.equal('first')
@@ -476,10 +443,7 @@ describe('WsDuplex source / sink', () => {
 
   describe('frames on the wire', () => {
     it('sends one length-prefixed message as one frame, not prefix and payload apart', async () => {
-      const raw = await startRawServer()
-      cleanup.add(() => raw.close())
-      const duplex = await openDuplex(cleanup, raw.url)
-      const peer = await raw.nextPeer()
+      const { duplex, peer } = await openRawPair(cleanup)
       await pipe([patternBytes(100)], lp.encode, duplex)
       const got = await peer.readUntilClose()
       const binary = got.frames.filter((frame) => frame.opcode === Opcode.Binary)
@@ -488,10 +452,7 @@ describe('WsDuplex source / sink', () => {
   })
 
   it('emits warning events without listeners and without throwing', async () => {
-    const raw = await startRawServer()
-    cleanup.add(() => raw.close())
-    const duplex = await openDuplex(cleanup, raw.url, { text: 'ignore' })
-    const peer = await raw.nextPeer()
+    const { duplex, peer } = await openRawPair(cleanup, { text: 'ignore' })
     peer.sendText('unobserved')
     peer.sendBinary(Buffer.from('ok'))
     const [chunk] = await onceWithin<[Buffer]>(duplex, 'data')

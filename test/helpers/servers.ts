@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net'
 import { WebSocket, WebSocketServer, type ServerOptions } from 'ws'
 import { WsDuplex, type WsDuplexOptions } from '../../lib/index.js'
+import { startRawServer, type RawPeer, type RawServer } from './raw-peer.js'
 import { onceWithin } from './wait.js'
 
 /** Every resource a test opens, closed in afterEach, so one failing test cannot leak into the next. */
@@ -106,4 +107,16 @@ export function patternBytes(length: number, seed = 0): Buffer {
   const bytes = Buffer.allocUnsafe(length)
   for (let i = 0; i < length; i++) bytes[i] = (i * 31 + seed) & 0xff
   return bytes
+}
+
+/** A raw `net` peer server, a WsDuplex client connected to it, and the server's side of it. */
+export async function openRawPair(
+  cleanup: Cleanup,
+  options?: WsDuplexOptions
+): Promise<{ duplex: WsDuplex; peer: RawPeer; raw: RawServer }> {
+  const raw = await startRawServer()
+  cleanup.add(() => raw.close())
+  const duplex = await openDuplex(cleanup, raw.url, options)
+  const peer = await raw.nextPeer()
+  return { duplex, peer, raw }
 }

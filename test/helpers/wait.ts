@@ -80,3 +80,27 @@ export async function collect(readable: AsyncIterable<Uint8Array>, ms = 5000): P
     throw err
   }
 }
+
+/**
+ * Resolves once `progress()` has stopped changing for a whole `quietMs`: a writer held back by
+ * backpressure, a source no longer read. Bound it with withTimeout(); stop it with the returned
+ * `stop` (for cleanup).
+ */
+export function whenStalled(
+  progress: () => number,
+  quietMs: number
+): { stalled: Promise<void>; stop: () => void } {
+  let watch: ReturnType<typeof setInterval> | undefined
+  const stalled = new Promise<void>((resolve) => {
+    let last = Number.NaN
+    watch = setInterval(() => {
+      const now = progress()
+      if (now === last) {
+        clearInterval(watch)
+        resolve()
+      }
+      last = now
+    }, quietMs)
+  })
+  return { stalled, stop: () => clearInterval(watch) }
+}
