@@ -25,13 +25,19 @@ class StubSeam implements SocketSeam<Connection> {
   readonly canPing = true
   readonly sendsSurviveTerminate = true
   frames = 0
+  /** Every frame stays in "user space" until its callback, as on a socket whose kernel is full. */
+  unsentBytes = 0
   attach(_owner: Connection, _handler: SocketHandler<Connection>): void {}
   watchControlFrames(): void {}
   pause(): void {}
   resume(): void {}
-  send(_frame: Uint8Array, callback: SendCallback): void {
+  send(frame: Uint8Array, callback: SendCallback): void {
     this.frames++
-    setImmediate(callback)
+    this.unsentBytes += frame.length
+    setImmediate(() => {
+      this.unsentBytes -= frame.length
+      callback()
+    })
   }
   ping(_data: Uint8Array, _callback: SendCallback): void {}
   wireCloseCode(code: number): number {

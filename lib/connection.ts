@@ -161,7 +161,10 @@ export class Connection {
 
   /** Whether a write may be accepted now without passing the high water mark. */
   get hasRoom(): boolean {
-    return this.#opened && this.#queue.pendingBytes < this.#options.writableHighWaterMark
+    // What the socket still holds, but never more than our sends still due a callback: the
+    // socket's count may include ws's own pongs, which no callback of ours would ever wake.
+    const unsent = Math.min(this.#seam.unsentBytes, this.#queue.inFlightBytes)
+    return this.#opened && this.#queue.queuedBytes + unsent < this.#options.writableHighWaterMark
   }
 
   /** The code of our close frame, or the peer's once the connection is over. */
@@ -344,10 +347,11 @@ export class Connection {
   }
 
   /**
-   * Before a release: what was written in this tick (up to one frame) goes out ahead of the
-   * close frame. More could push the close frame past what reaches the kernel before the
-   * terminate, and the peer would see 1006 instead; that is dropped, as Node's destroy() drops
-   * its buffered writes.
+   * Before a release: what was written in this tick and not sent yet goes out ahead of the
+   * close frame. That is less than one frame (full frames leave at once), unless writes piled
+   * up while connecting: more could push the close frame past what reaches the kernel before
+   * the terminate, and the peer would see 1006 instead, so that is dropped, as Node's
+   * destroy() drops its buffered writes.
    */
   #flushOrDiscard(): void {
     if (this.#queue.queuedBytes <= this.#options.maxFrameSize && this.#seam.sendsSurviveTerminate) {

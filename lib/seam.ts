@@ -34,6 +34,11 @@ export interface SocketSeam<Owner> {
    * ws's permessage-deflate, which compresses on another thread while terminate drops the socket.
    */
   readonly sendsSurviveTerminate: boolean
+  /**
+   * Bytes given to `send()` and still held in user space, not yet handed to the OS: the write
+   * side's share of memory, and what backpressure measures.
+   */
+  readonly unsentBytes: number
   /** Starts delivering events to `handler` on behalf of `owner`; call once. */
   attach(owner: Owner, handler: SocketHandler<Owner>): void
   /**

@@ -2,7 +2,7 @@
  * Outgoing bytes: written chunks wait here until the end of the current tick, then leave as
  * binary frames of at most `maxFrameSize` bytes. Merging only what is already queued (never
  * waiting on a timer) turns a burst of small writes into one frame without adding latency to
- * a lone write.
+ * a lone write. A full frame has nothing to wait for, so it leaves at once.
  */
 import { nextTick } from './next-tick.js'
 import type { SendCallback } from './seam.js'
@@ -13,7 +13,7 @@ import type { SendCallback } from './seam.js'
  */
 export interface FrameSink<Owner> {
   sendFrame(owner: Owner, frame: Uint8Array, callback: SendCallback): void
-  /** Runs after each frame's bytes were handed to the OS (or failed). */
+  /** Runs after each frame's bytes were handed to the OS (or failed), in the order sent. */
   frameSent(owner: Owner, error: Error | null | undefined): void
 }
 
@@ -25,6 +25,13 @@ export class SendQueue<Owner> {
   #chunks: Uint8Array[] | undefined
   #queuedBytes = 0
   #inFlightBytes = 0
+  /** The size of each frame whose send callback is still due, oldest first. */
+  #inFlight: number[] | undefined
+  /**
+   * One send callback for every frame, made on the first send: Node merges the completion
+   * ticks of consecutive writes only when they share a callback.
+   */
+  #onSent: SendCallback | undefined
   #flushScheduled = false
   #held = false
 
@@ -61,7 +68,10 @@ export class SendQueue<Owner> {
     if (chunk.length === 0) return
     ;(this.#chunks ??= []).push(chunk)
     this.#queuedBytes += chunk.length
-    if (!this.#flushScheduled && !this.#held) {
+    if (this.#held) return
+    // Waiting for the tick could only merge into a frame that is already full.
+    if (this.#queuedBytes >= this.#maxFrameSize) this.#sendFrames(false)
+    if (!this.#flushScheduled && this.#chunks !== undefined) {
       this.#flushScheduled = true
       nextTick(flushOnTick, this as SendQueue<unknown>)
     }
@@ -78,45 +88,55 @@ export class SendQueue<Owner> {
   /** Frames and sends everything queued now. */
   flush(): void {
     this.#flushScheduled = false
+    this.#sendFrames(true)
+  }
+
+  /** Sends the queued bytes as frames; unless `all`, a last frame short of full stays queued. */
+  #sendFrames(all: boolean): void {
     const chunks = this.#chunks
     if (this.#held || chunks === undefined) return
     this.#chunks = undefined
-    this.#queuedBytes = 0
     const max = this.#maxFrameSize
     let batch: Uint8Array[] = []
     let batchBytes = 0
     for (let chunk of chunks) {
       while (chunk.length > 0) {
         const room = max - batchBytes
-        if (chunk.length <= room) {
+        if (chunk.length < room) {
           batch.push(chunk)
           batchBytes += chunk.length
           break
         }
         // Views, not copies: subarray shares the written chunk's memory.
-        batch.push(chunk.subarray(0, room))
+        const piece = chunk.length === room ? chunk : chunk.subarray(0, room)
+        batch.push(piece)
         this.#send(batch, max)
         batch = []
         batchBytes = 0
+        if (piece === chunk) break
         chunk = chunk.subarray(room)
       }
-      if (batchBytes === max) {
-        this.#send(batch, max)
-        batch = []
-        batchBytes = 0
-      }
     }
-    if (batchBytes > 0) this.#send(batch, batchBytes)
+    if (batchBytes === 0) return
+    if (all) this.#send(batch, batchBytes)
+    // Ahead of anything pushed while the frames were being sent.
+    else this.#chunks = this.#chunks === undefined ? batch : batch.concat(this.#chunks)
   }
 
   #send(batch: Uint8Array[], bytes: number): void {
     // One chunk goes out as it is; only a merge of several costs a copy.
     const frame = batch.length === 1 ? (batch[0] as Uint8Array) : concat(batch, bytes)
+    this.#queuedBytes -= bytes
     this.#inFlightBytes += bytes
-    this.#sink.sendFrame(this.#owner, frame, (error) => {
-      this.#inFlightBytes -= bytes
-      this.#sink.frameSent(this.#owner, error)
-    })
+    ;(this.#inFlight ??= []).push(bytes)
+    this.#onSent ??= (error) => this.#sent(error)
+    this.#sink.sendFrame(this.#owner, frame, this.#onSent)
+  }
+
+  /** Send callbacks come in the order of the sends, one per frame. */
+  #sent(error: Error | null | undefined): void {
+    this.#inFlightBytes -= this.#inFlight?.shift() ?? 0
+    this.#sink.frameSent(this.#owner, error)
   }
 }
 

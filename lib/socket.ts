@@ -57,6 +57,11 @@ export class NodeWsSocket<Owner> implements SocketSeam<Owner> {
     return true
   }
 
+  /** The net socket's write buffer plus what ws's sender holds (frames waiting on deflate). */
+  get unsentBytes(): number {
+    return this.#ws.bufferedAmount
+  }
+
   get sendsSurviveTerminate(): boolean {
     // Without compression ws writes each frame to the net socket before send() returns.
     return !this.#ws.extensions.includes('permessage-deflate')

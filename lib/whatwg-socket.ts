@@ -89,6 +89,8 @@ export class WhatwgSocket<Owner> implements SocketSeam<Owner>, WhatwgListener {
   #handler: SocketHandler<Owner> | undefined
   /** Total bytes given to send(). */
   #sentBytes = 0
+  /** Total bytes of the frames confirmed as sent. */
+  #confirmedBytes = 0
   #pendingSends: PendingSend[] = []
   #pollTimer: ReturnType<typeof setTimeout> | undefined
   #pollDelay = 0
@@ -117,6 +119,11 @@ export class WhatwgSocket<Owner> implements SocketSeam<Owner>, WhatwgListener {
 
   get canPing(): false {
     return false
+  }
+
+  /** Bytes sent and not yet confirmed (see `#confirmSends`). */
+  get unsentBytes(): number {
+    return this.#sentBytes - this.#confirmedBytes
   }
 
   /** terminate() closes the socket, and the browser sends what it holds before its close frame. */
@@ -257,6 +264,7 @@ export class WhatwgSocket<Owner> implements SocketSeam<Owner>, WhatwgListener {
       confirmed++
     }
     const done = pending.splice(0, confirmed)
+    if (confirmed > 0) this.#confirmedBytes = (done[confirmed - 1] as PendingSend).end
     for (const { callback } of done) callback()
     if (pending.length === 0) {
       this.#pollDelay = 0

@@ -408,13 +408,18 @@ describe('WsDuplex', () => {
       expect(got.close?.code).to.equal(1011)
     })
 
-    it('drops a same-tick write larger than one frame, so that its close frame still goes out', async () => {
+    it('sends the full frames of a same-tick write at once and the rest before its close frame', async () => {
       const { duplex, peer } = await rawPair({ maxFrameSize: 16 * 1024 })
       duplex.on('error', () => {})
-      duplex.write(patternBytes(4 * 16 * 1024))
+      const payload = patternBytes(4 * 16 * 1024 + 100)
+      duplex.write(payload)
       duplex.destroy(new Error('stop'))
       const got = await peer.readUntilClose()
-      expect(got.data.length).to.equal(0)
+      const binary = got.frames.filter((frame) => frame.opcode === Opcode.Binary)
+      expect(binary.map((frame) => frame.payload.length)).to.deep.equal([
+        16384, 16384, 16384, 16384, 100
+      ])
+      expect(Buffer.compare(got.data, payload)).to.equal(0)
       expect(got.close?.code).to.equal(1011)
     })
 
