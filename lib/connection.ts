@@ -56,7 +56,8 @@ export class Connection {
   readonly #seam: SocketSeam<Connection>
   readonly #face: ConnectionFace
   readonly #options: NormalizedOptions
-  readonly #queue: SendQueue<Connection>
+  /** Made on the first write: an idle connection holds no send queue. */
+  #queue: SendQueue<Connection> | undefined
   /** Made on first use: most connections never look at their events. */
   #events: EventSink | undefined
   readonly #keepAlive: KeepAlive | undefined
@@ -91,9 +92,7 @@ export class Connection {
     this.#seam = seam
     this.#face = face
     this.#options = options
-    this.#queue = new SendQueue(options.maxFrameSize, this as Connection, frameSink)
     this.#opened = seam.state === 'open'
-    if (!this.#opened) this.#queue.hold()
     this.#keepAlive =
       options.keepAlive === undefined || !seam.canPing
         ? undefined
@@ -163,8 +162,10 @@ export class Connection {
   get hasRoom(): boolean {
     // What the socket still holds, but never more than our sends still due a callback: the
     // socket's count may include ws's own pongs, which no callback of ours would ever wake.
-    const unsent = Math.min(this.#seam.unsentBytes, this.#queue.inFlightBytes)
-    return this.#opened && this.#queue.queuedBytes + unsent < this.#options.writableHighWaterMark
+    const queue = this.#queue
+    if (queue === undefined) return this.#opened
+    const unsent = Math.min(this.#seam.unsentBytes, queue.inFlightBytes)
+    return this.#opened && queue.queuedBytes + unsent < this.#options.writableHighWaterMark
   }
 
   /** The code of our close frame, or the peer's once the connection is over. */
@@ -174,9 +175,18 @@ export class Connection {
 
   // ----------------------------------------------------------------------------- writing
 
+  #sendQueue(): SendQueue<Connection> {
+    if (this.#queue !== undefined) return this.#queue
+    const queue = new SendQueue(this.#options.maxFrameSize, this as Connection, frameSink)
+    // Writes made while connecting wait for the open (release()).
+    if (!this.#opened) queue.hold()
+    this.#queue = queue
+    return queue
+  }
+
   /** Queues bytes to send: merged with what is already queued, sent on the next tick. */
   push(chunk: Uint8Array): void {
-    this.#queue.push(chunk)
+    this.#sendQueue().push(chunk)
   }
 
   /** Whether the socket still takes writes; a write after the close started is a stream error. */
@@ -214,7 +224,7 @@ export class Connection {
   /** The face's write side ended: flush, then send our close frame, then call `callback`. */
   finish(callback: (error?: Error | null) => void): void {
     this.#heldFinish = callback
-    this.#queue.flush()
+    this.#queue?.flush()
     this.#maybeFinish()
   }
 
@@ -239,7 +249,7 @@ export class Connection {
   #maybeFinish(): void {
     const callback = this.#heldFinish
     if (callback === undefined || this.#fatal !== undefined) return
-    if (!this.#opened || this.#queue.pendingBytes > 0) return
+    if (!this.#opened || (this.#queue?.pendingBytes ?? 0) > 0) return
     this.#heldFinish = undefined
     const request = this.#closeRequest
     this.#startClose(request?.code ?? CloseCode.Normal, request?.reason ?? '')
@@ -354,9 +364,11 @@ export class Connection {
    * destroy() drops its buffered writes.
    */
   #flushOrDiscard(): void {
-    if (this.#queue.queuedBytes <= this.#options.maxFrameSize && this.#seam.sendsSurviveTerminate) {
-      this.#queue.flush()
-    } else this.#queue.discard()
+    const queue = this.#queue
+    if (queue === undefined) return
+    if (queue.queuedBytes <= this.#options.maxFrameSize && this.#seam.sendsSurviveTerminate) {
+      queue.flush()
+    } else queue.discard()
   }
 
   /** Sends our close frame once, if the socket is still open, and starts the close timer. */
@@ -419,7 +431,7 @@ export class Connection {
 
   #onOpen(): void {
     this.#opened = true
-    this.#queue.release()
+    this.#queue?.release()
     this.#keepAlive?.start()
     this.#reportMissingKeepAlive()
     this.#events?.emit('open')
@@ -531,7 +543,7 @@ export class Connection {
 
   #onConnectionClosed(code: number, reason: string): void {
     this.#stopTimers()
-    const lostBytes = this.#queue.discard()
+    const lostBytes = this.#queue?.discard() ?? 0
     const receivedCloseFrame = code !== CloseCode.Abnormal
     if (receivedCloseFrame && this.#sentCloseCode === undefined) {
       this.#emitClosing(code, reason, 'remote')
