@@ -184,7 +184,7 @@ export class Connection {
     return queue
   }
 
-  /** Queues bytes to send: merged with what is already queued, sent on the next tick. */
+  /** Queues bytes to send: full frames go at once, the rest is merged and sent on the next tick. */
   push(chunk: Uint8Array): void {
     this.#sendQueue().push(chunk)
   }
