@@ -89,8 +89,6 @@ export class WhatwgSocket<Owner> implements SocketSeam<Owner>, WhatwgListener {
   #handler: SocketHandler<Owner> | undefined
   /** Total bytes given to send(). */
   #sentBytes = 0
-  /** Total bytes of the frames confirmed as sent. */
-  #confirmedBytes = 0
   #pendingSends: PendingSend[] = []
   #pollTimer: ReturnType<typeof setTimeout> | undefined
   #pollDelay = 0
@@ -121,9 +119,9 @@ export class WhatwgSocket<Owner> implements SocketSeam<Owner>, WhatwgListener {
     return false
   }
 
-  /** Bytes sent and not yet confirmed (see `#confirmSends`). */
+  /** What the platform has not transmitted yet: the WHATWG definition of `bufferedAmount`. */
   get unsentBytes(): number {
-    return this.#sentBytes - this.#confirmedBytes
+    return this.#ws.bufferedAmount
   }
 
   /** terminate() closes the socket, and the browser sends what it holds before its close frame. */
@@ -264,7 +262,6 @@ export class WhatwgSocket<Owner> implements SocketSeam<Owner>, WhatwgListener {
       confirmed++
     }
     const done = pending.splice(0, confirmed)
-    if (confirmed > 0) this.#confirmedBytes = (done[confirmed - 1] as PendingSend).end
     for (const { callback } of done) callback()
     if (pending.length === 0) {
       this.#pollDelay = 0
