@@ -10,7 +10,7 @@ import {
   type CloseInfo,
   type WsDuplexOptions
 } from '../lib/index.js'
-import { Opcode, startRawServer } from './helpers/raw-peer.js'
+import { Opcode, encodeFrame, startRawServer } from './helpers/raw-peer.js'
 import {
   Cleanup,
   openDuplex,
@@ -565,6 +565,58 @@ describe('WsDuplex', () => {
       expect(offered).to.be.below(256 * 1024 * 1024)
       expect(accepted, 'accepted bytes stay bounded').to.be.below(48 * 1024 * 1024)
       expect(duplex.writableLength).to.be.at.most(64 * 1024 + chunk.length)
+    })
+
+    it("does not count ws's pongs against the high water mark", async () => {
+      const hwm = 2048
+      const { duplex, peer } = await rawPair({ writableHighWaterMark: hwm })
+      const first = patternBytes(1000, 1)
+      const second = patternBytes(1000, 2)
+      // Our only frame so far has left: nothing of ours is due a send callback.
+      await new Promise<void>((resolve, reject) => {
+        duplex.write(first, (error) => (error ? reject(error) : resolve()))
+      })
+      peer.pause()
+      // ws answers every ping (§5.5.2). With the peer not reading, the pongs fill the kernel's
+      // buffers and then wait in the socket, behind no frame of ours. ws terminates a connection
+      // with more than 60 pongs waiting (its maxPendingAutoPongs), so the pings go in batches
+      // that keep fewer than 50 waiting.
+      const ping = encodeFrame({ opcode: Opcode.Ping, payload: Buffer.alloc(125) })
+      let pings = 0
+      let sent = 0
+      let batchAnswered: (() => void) | undefined
+      const onPing = (): void => {
+        if (++pings === sent) batchAnswered?.()
+      }
+      duplex.socket.on('ping', onPing)
+      cleanup.add(() => duplex.socket.off('ping', onPing))
+      while (duplex.socket.bufferedAmount <= 2 * hwm) {
+        expect(sent, 'pings sent before the pongs back up').to.be.below(1_000_000)
+        // A masked pong of 125 bytes is 131 on the wire; count 100 each to stay on the safe side.
+        const count = Math.min(40, 50 - Math.ceil(duplex.socket.bufferedAmount / 100))
+        const answered = new Promise<void>((resolve) => (batchAnswered = resolve))
+        sent += count
+        peer.writeRaw(Buffer.concat(Array.from({ length: count }, () => ping)))
+        await withTimeout(answered, 5000, `ws to receive ${sent} pings`)
+        // The send callbacks of the pongs the kernel took run on the next ticks.
+        await new Promise<void>((resolve) => setImmediate(resolve))
+      }
+      // Only our own queued and unsent bytes count. The pongs are ws's: counting them could hold
+      // a write that no send callback of ours is left to release.
+      let written = false
+      expect(
+        duplex.write(second, () => (written = true)),
+        'write() past the pongs'
+      ).to.equal(true)
+      await new Promise<void>((resolve) => setImmediate(resolve))
+      expect(written, 'the write callback ran while the pongs still wait').to.equal(true)
+      duplex.end()
+      peer.resume()
+      const { frames, close } = await peer.readUntilClose(10_000)
+      const binary = frames.filter((frame) => frame.opcode === Opcode.Binary)
+      expect(binary.map((frame) => Buffer.from(frame.payload))).to.deep.equal([first, second])
+      expect(frames.filter((frame) => frame.opcode === Opcode.Pong)).to.have.length(sent)
+      expect(close?.code).to.equal(1000)
     })
   })
 

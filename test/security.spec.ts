@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { expect } from 'chai'
 import { connect, createServer, type VerifyClientInfo, type WsDuplex } from '../lib/index.js'
-import { startRawServer } from './helpers/raw-peer.js'
+import { Opcode, encodeFrame, startRawServer } from './helpers/raw-peer.js'
 import { Cleanup, streamError } from './helpers/servers.js'
 import { collect, onceWithin, withTimeout } from './helpers/wait.js'
 
@@ -205,6 +205,24 @@ describe('security', () => {
       expect(await withTimeout(attempt, 3000, 'connect() to fail')).to.include({
         code: 'ERR_CONNECT_FAILED'
       })
+    })
+  })
+
+  describe('a peer that floods pings', () => {
+    it('is cut off by ws, and the stream fails with ERR_ABNORMAL_CLOSURE', async () => {
+      const raw = await startRawServer()
+      cleanup.add(() => raw.close())
+      const duplex = await connect(raw.url)
+      const peer = await raw.nextPeer()
+      const failed = streamError(duplex)
+      duplex.resume()
+      // ws answers each ping (§5.5.2) but terminates once more than 60 pongs are waiting to be
+      // written (its maxPendingAutoPongs): 1,000 pings in one TCP chunk are far past that.
+      const ping = encodeFrame({ opcode: Opcode.Ping, payload: Buffer.alloc(125) })
+      peer.writeRaw(Buffer.concat(Array.from({ length: 1000 }, () => ping)))
+      const error = await failed
+      expect(error).to.include({ code: 'ERR_ABNORMAL_CLOSURE', closeCode: 1006 })
+      await peer.tcpClosed()
     })
   })
 
