@@ -589,7 +589,9 @@ describe('WsDuplex', () => {
         if (++pings === sent) batchAnswered?.()
       }
       duplex.socket.on('ping', onPing)
-      cleanup.add(() => duplex.socket.off('ping', onPing))
+      cleanup.add(() => {
+        duplex.socket.off('ping', onPing)
+      })
       while (duplex.socket.bufferedAmount <= 2 * hwm) {
         expect(sent, 'pings sent before the pongs back up').to.be.below(1_000_000)
         // A masked pong of 125 bytes is 131 on the wire; count 100 each to stay on the safe side.
