@@ -8,7 +8,7 @@ import { promisify } from 'node:util'
 import { expect } from 'chai'
 import { connect, createServer, type VerifyClientInfo, type WsDuplex } from '../lib/index.js'
 import { Opcode, encodeFrame, startRawServer } from './helpers/raw-peer.js'
-import { Cleanup, streamError } from './helpers/servers.js'
+import { Cleanup, openRawPair, streamError } from './helpers/servers.js'
 import { collect, onceWithin, withTimeout } from './helpers/wait.js'
 
 const run = promisify(execFile)
@@ -210,10 +210,7 @@ describe('security', () => {
 
   describe('a peer that floods pings', () => {
     it('is cut off by ws, and the stream fails with ERR_ABNORMAL_CLOSURE', async () => {
-      const raw = await startRawServer()
-      cleanup.add(() => raw.close())
-      const duplex = await connect(raw.url)
-      const peer = await raw.nextPeer()
+      const { duplex, peer } = await openRawPair(cleanup)
       const failed = streamError(duplex)
       duplex.resume()
       // ws answers each ping (§5.5.2) but terminates once more than 60 pongs are waiting to be
@@ -228,10 +225,7 @@ describe('security', () => {
 
   describe('a peer that stops reading', () => {
     it('blocks the writer with bounded memory, and destroy() still finishes at once', async () => {
-      const raw = await startRawServer()
-      cleanup.add(() => raw.close())
-      const duplex = await connect(raw.url)
-      const peer = await raw.nextPeer()
+      const { duplex, peer } = await openRawPair(cleanup)
       peer.pause()
       const chunk = Buffer.alloc(1024 * 1024)
       let accepted = 0
