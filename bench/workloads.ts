@@ -250,31 +250,6 @@ function errorText(err: unknown): string {
   return err instanceof Error ? `${err.name}: ${err.message}` : String(err)
 }
 
-/**
- * Every timed region starts from a collected heap on both sides. Otherwise the garbage left by
- * loading an implementation and opening its connections is collected inside the timing, and
- * how soon that happens depends on how much code was loaded: `ws` used directly, in a server
- * that had merely loaded ws-duplex without using it, read 16 MiB with ws-duplex's page faults
- * and GC pattern (bench/README.md, "Every timed region starts from a collected heap").
- */
-const COLLECT = 'collect-garbage'
-const COLLECTED = 'garbage-collected'
-
-/** Server side: collect when the client asks, then answer. */
-function collectWhenAsked(peer: Peer): void {
-  void peer.waitFor(COLLECT).then(() => {
-    globalThis.gc?.()
-    peer.signal(COLLECTED)
-  })
-}
-
-/** Client side, connections open: have the server collect, collect here, then start the clock. */
-async function startFromCollectedHeap(peer: Peer): Promise<void> {
-  peer.signal(COLLECT)
-  await peer.waitFor(COLLECTED)
-  globalThis.gc?.()
-}
-
 async function settleAndGc(): Promise<void> {
   await sleep(300)
   for (let i = 0; i < 3; i++) {
@@ -312,7 +287,7 @@ export interface SideReport {
   values: Record<string, number>
 }
 
-/** Lets the two sides of a trial wait for each other (relayed by the orchestrator). */
+/** Lets the two sides of the idle workload wait for each other (relayed by the orchestrator). */
 export interface Peer {
   signal(name: string): void
   waitFor(name: string): Promise<void>
@@ -378,7 +353,6 @@ export async function serve(w: Workload, impl: Impl, peer: Peer): Promise<Servin
   const problems: string[] = []
   let progress = (): string => 'no connection yet'
   let onConnection: (conn: Conn) => void
-  if (w.kind !== 'idle') collectWhenAsked(peer)
 
   if (w.kind === 'stream') {
     const expectedCrc = streamCrc(w.bytesPerConn)
@@ -578,7 +552,6 @@ export function drive(w: Workload, impl: Impl, port: number, peer: Peer): Drivin
   const run = async (): Promise<Record<string, number>> => {
     if (w.kind === 'stream') {
       const conns = await openConns(impl, port, w.conns)
-      await startFromCollectedHeap(peer)
       const startRss = memory().rss
       progress = () => `${w.conns} connected, sending`
       const cpuStart = process.cpuUsage()
@@ -595,17 +568,12 @@ export function drive(w: Workload, impl: Impl, port: number, peer: Peer): Drivin
         for (let i = 0; i < w.messages; i++) yield slice(i * w.messageSize, w.messageSize)
       }
       progress = () => 'sending'
-      await startFromCollectedHeap(peer)
       const tStart = nowUs()
       await conn.sendMessages(messages())
       progress = () => 'all sent'
       return { tStart }
     }
-    if (w.kind === 'rtt') {
-      const conn = await impl.connect(port)
-      await startFromCollectedHeap(peer)
-      return rtt(w, conn, (p) => (progress = p))
-    }
+    if (w.kind === 'rtt') return rtt(w, await impl.connect(port), (p) => (progress = p))
     // idle: the second half of the connections is the one measured (see perConn)
     await settleAndGc()
     const base = memory()
