@@ -66,7 +66,9 @@ export class SendQueue<Owner> {
 
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return
-    ;(this.#chunks ??= []).push(chunk)
+    // A literal holds one element; `[].push()` would reserve 17 for every write of a tick.
+    if (this.#chunks === undefined) this.#chunks = [chunk]
+    else this.#chunks.push(chunk)
     this.#queuedBytes += chunk.length
     if (this.#held) return
     // Waiting for the tick could only merge into a frame that is already full.
@@ -97,35 +99,40 @@ export class SendQueue<Owner> {
     if (this.#held || chunks === undefined) return
     this.#chunks = undefined
     const max = this.#maxFrameSize
-    let batch: Uint8Array[] = []
+    // The batch array is made only when chunks are merged: a lone write that fits one frame
+    // (a round trip's message, a full 64 KiB write) goes out as it is, allocating nothing.
+    let first: Uint8Array | undefined
+    let batch: Uint8Array[] | undefined
     let batchBytes = 0
     for (let chunk of chunks) {
       while (chunk.length > 0) {
         const room = max - batchBytes
-        if (chunk.length < room) {
-          batch.push(chunk)
-          batchBytes += chunk.length
-          break
-        }
         // Views, not copies: subarray shares the written chunk's memory.
-        const piece = chunk.length === room ? chunk : chunk.subarray(0, room)
-        batch.push(piece)
-        this.#send(batch, max)
-        batch = []
-        batchBytes = 0
+        const piece = chunk.length <= room ? chunk : chunk.subarray(0, room)
+        if (first === undefined) first = piece
+        else if (batch === undefined) batch = [first, piece]
+        else batch.push(piece)
+        batchBytes += piece.length
+        if (batchBytes === max) {
+          this.#send(batch === undefined ? first : concat(batch, max), max)
+          first = batch = undefined
+          batchBytes = 0
+        }
         if (piece === chunk) break
         chunk = chunk.subarray(room)
       }
     }
-    if (batchBytes === 0) return
-    if (all) this.#send(batch, batchBytes)
+    if (first === undefined) return
+    if (all) this.#send(batch === undefined ? first : concat(batch, batchBytes), batchBytes)
     // Ahead of anything pushed while the frames were being sent.
-    else this.#chunks = this.#chunks === undefined ? batch : batch.concat(this.#chunks)
+    else {
+      const rest = batch ?? [first]
+      this.#chunks = this.#chunks === undefined ? rest : rest.concat(this.#chunks)
+    }
   }
 
-  #send(batch: Uint8Array[], bytes: number): void {
-    // One chunk goes out as it is; only a merge of several costs a copy.
-    const frame = batch.length === 1 ? (batch[0] as Uint8Array) : concat(batch, bytes)
+  /** Sends one frame of `bytes` bytes; a merge of several chunks was copied into it by the caller. */
+  #send(frame: Uint8Array, bytes: number): void {
     this.#queuedBytes -= bytes
     this.#inFlightBytes += bytes
     ;(this.#inFlight ??= []).push(bytes)

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { pipeline } from 'node:stream/promises'
 import { Readable, Writable } from 'node:stream'
 import { expect } from 'chai'
+import fc from 'fast-check'
 import { WebSocket } from 'ws'
 import {
   WsDuplex,
@@ -643,6 +644,36 @@ describe('WsDuplex', () => {
         .map((f) => f.payload.length)
       expect(sizes).to.deep.equal([65536, 65536, 65536, 8192])
       expect(got.data.equals(payload)).to.equal(true)
+    })
+
+    it('cuts the writes of one tick into full frames and one last short one (property)', async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(fc.integer({ min: 0, max: 3000 }), { maxLength: 20 }),
+          fc.integer({ min: 64, max: 5000 }),
+          async (lengths, maxFrameSize) => {
+            const { duplex, peer } = await rawPair({ maxFrameSize })
+            const payload = patternBytes(lengths.reduce((sum, n) => sum + n, 0))
+            let offset = 0
+            for (const length of lengths) {
+              duplex.write(payload.subarray(offset, offset + length))
+              offset += length
+            }
+            duplex.end()
+            const got = await peer.readUntilClose()
+            const sizes = got.frames
+              .filter((f) => f.opcode === Opcode.Binary)
+              .map((f) => f.payload.length)
+            const full = Math.floor(payload.length / maxFrameSize)
+            const rest = payload.length % maxFrameSize
+            const expected = Array.from({ length: full }, () => maxFrameSize)
+            if (rest > 0) expected.push(rest)
+            expect(sizes).to.deep.equal(expected)
+            expect(got.data.equals(payload)).to.equal(true)
+          }
+        ),
+        { numRuns: 40 }
+      )
     })
 
     it('sends nothing for an empty write', async () => {
