@@ -1,6 +1,7 @@
 /**
  * Where the round-trip tail comes from: the `rtt` workload's 20,000 sequential 32-byte round
- * trips, with `ws` used directly and ws-duplex's Duplex face, reported apart for the first
+ * trips, with `ws` used directly, `ws`'s `createWebSocketStream()` (`cws`, the thinnest Node
+ * Duplex over ws) and ws-duplex's Duplex face, reported apart for the first
  * 1,000 (while V8 still optimises the path) and the rest, with the minor and major collections
  * of each process. `--no-opt` runs both processes without V8's optimising compiler: if the
  * tail of the first 1,000 goes with it, what made it was compiling, not the path itself.
@@ -13,11 +14,11 @@
 import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { PerformanceObserver, constants } from 'node:perf_hooks'
-import { WebSocket, WebSocketServer } from 'ws'
+import { WebSocket, WebSocketServer, createWebSocketStream } from 'ws'
 import { tcpPort } from './adapters.js'
 import { loadWsDuplex } from './wsd.js'
 
-const IMPLS = ['ws', 'wsd'] as const
+const IMPLS = ['ws', 'cws', 'wsd'] as const
 type ImplName = (typeof IMPLS)[number]
 /** `--quick` is CI's seconds-long version, so the probe cannot rot. */
 const QUICK = process.argv.includes('--quick')
@@ -64,6 +65,15 @@ async function serverProcess(impl: ImplName): Promise<void> {
     await once(wss, 'listening')
     wss.on('connection', (ws) => ws.on('message', (data: Buffer) => ws.send(data)))
     port = tcpPort(wss.address())
+  } else if (impl === 'cws') {
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false })
+    await once(wss, 'listening')
+    wss.on('connection', (ws) => {
+      const d = createWebSocketStream(ws)
+      d.on('error', () => undefined)
+      d.pipe(d, { end: false })
+    })
+    port = tcpPort(wss.address())
   } else {
     const { createServer } = await loadWsDuplex()
     const server = await createServer({ host: '127.0.0.1', port: 0 }, (d) => {
@@ -95,6 +105,14 @@ async function clientProcess(impl: ImplName, port: number): Promise<void> {
     ws.on('message', onEcho)
     send = (message) => ws.send(message)
     close = () => ws.close(1000)
+  } else if (impl === 'cws') {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false })
+    await once(ws, 'open')
+    const d = createWebSocketStream(ws)
+    d.on('error', () => undefined)
+    d.on('data', onEcho)
+    send = (message) => d.write(message)
+    close = () => d.end()
   } else {
     const { connect } = await loadWsDuplex()
     const d = await connect(`ws://127.0.0.1:${port}`)
