@@ -143,9 +143,18 @@ function child(args: string[], noOpt: boolean): ChildProcess {
   })
 }
 
-async function message<T>(from: ChildProcess): Promise<T> {
-  const [value] = (await once(from, 'message')) as [T]
-  return value
+/** The child's next message; rejects if it exits first (a failed echo check, say). */
+function message<T>(from: ChildProcess): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onExit = (code: number | null): void => {
+      reject(new Error(`a child exited with ${code} before it reported`))
+    }
+    from.once('exit', onExit)
+    from.once('message', (value) => {
+      from.off('exit', onExit)
+      resolve(value as T)
+    })
+  })
 }
 
 interface TrialResult {
@@ -187,7 +196,7 @@ function line(r: TrialResult): string {
   const us = (v: number): string => v.toFixed(0).padStart(4)
   return (
     `${r.impl.padEnd(4)} p50 ${us(percentile(all, 0.5))} p99 ${us(p99)} µs;` +
-    ` of the ${slow} slower, ${String(slowEarly).padStart(3)} in the first ${WARM_UP};` +
+    ` of the ${slow} above p99, ${String(slowEarly).padStart(3)} in the first ${WARM_UP};` +
     ` first ${WARM_UP} p90 ${us(percentile(first, 0.9))}, rest p99 ${us(percentile(rest, 0.99))} µs;` +
     ` collections (minor/major) client ${r.client.collections.minor}/${r.client.collections.major},` +
     ` server ${r.server.minor}/${r.server.major}`
