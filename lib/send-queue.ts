@@ -99,39 +99,38 @@ export class SendQueue<Owner> {
     if (this.#held || chunks === undefined) return
     this.#chunks = undefined
     const max = this.#maxFrameSize
-    // The batch array is made only when chunks are merged: a lone write that fits one frame
-    // (a round trip's message, a full 64 KiB write) goes out as it is, allocating nothing.
-    let first: Uint8Array | undefined
-    let batch: Uint8Array[] | undefined
+    // One chunk stands alone; an array is made only when chunks are merged, so a lone write
+    // that fits one frame (a round trip's message, a full 64 KiB write) allocates nothing.
+    let batch: Uint8Array | Uint8Array[] | undefined
     let batchBytes = 0
     for (let chunk of chunks) {
       while (chunk.length > 0) {
         const room = max - batchBytes
         // Views, not copies: subarray shares the written chunk's memory.
         const piece = chunk.length <= room ? chunk : chunk.subarray(0, room)
-        if (first === undefined) first = piece
-        else if (batch === undefined) batch = [first, piece]
-        else batch.push(piece)
+        if (batch === undefined) batch = piece
+        else if (Array.isArray(batch)) batch.push(piece)
+        else batch = [batch, piece]
         batchBytes += piece.length
         if (batchBytes === max) {
-          this.#send(batch === undefined ? first : concat(batch, max), max)
-          first = batch = undefined
+          this.#send(frameOf(batch, max), max)
+          batch = undefined
           batchBytes = 0
         }
         if (piece === chunk) break
         chunk = chunk.subarray(room)
       }
     }
-    if (first === undefined) return
-    if (all) this.#send(batch === undefined ? first : concat(batch, batchBytes), batchBytes)
+    if (batch === undefined) return
+    if (all) this.#send(frameOf(batch, batchBytes), batchBytes)
     // Ahead of anything pushed while the frames were being sent.
     else {
-      const rest = batch ?? [first]
+      const rest = Array.isArray(batch) ? batch : [batch]
       this.#chunks = this.#chunks === undefined ? rest : rest.concat(this.#chunks)
     }
   }
 
-  /** Sends one frame of `bytes` bytes; a merge of several chunks was copied into it by the caller. */
+  /** Sends one frame of `bytes` bytes. */
   #send(frame: Uint8Array, bytes: number): void {
     this.#queuedBytes -= bytes
     this.#inFlightBytes += bytes
@@ -149,6 +148,11 @@ export class SendQueue<Owner> {
 
 function flushOnTick(queue: SendQueue<unknown>): void {
   queue.flush()
+}
+
+/** A lone chunk goes out as it is; only a merge of several costs a copy. */
+function frameOf(batch: Uint8Array | readonly Uint8Array[], bytes: number): Uint8Array {
+  return Array.isArray(batch) ? concat(batch, bytes) : (batch as Uint8Array)
 }
 
 function concat(chunks: readonly Uint8Array[], bytes: number): Uint8Array {
