@@ -5,7 +5,7 @@
  * per-message length check and CRC (the reader's side). Any stream that carries the workload
  * pays at least this per message, so 1 / (the slower side) is the most any of them can reach;
  * `ws` used directly sends one WebSocket message per message and pays none of it, which is
- * why the `framed` ratio to `ws` moves with the machine (bench/README.md, "framed").
+ * why the `framed` ratio to `ws` moves with the machine (bench/README.md, "On a second machine").
  *
  * Each side runs in a fresh process, cold, as a bench trial does; runs are interleaved.
  *
@@ -13,7 +13,14 @@
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import * as lp from 'it-length-prefixed'
-import { slice, streamCrc, Verifier, workloads, type FramedWorkload, KiB } from './workloads.js'
+import {
+  framedMessages,
+  KiB,
+  streamCrc,
+  Verifier,
+  workloads,
+  type FramedWorkload
+} from './workloads.js'
 
 /** `--quick` is CI's seconds-long version (the smoke workload's 2,000 messages). */
 const QUICK = process.argv.includes('--quick')
@@ -36,10 +43,6 @@ function framed(): FramedWorkload {
   return w
 }
 
-function* messages(w: FramedWorkload): Generator<Buffer> {
-  for (let i = 0; i < w.messages; i++) yield slice(i * w.messageSize, w.messageSize)
-}
-
 /** Starts the clock; the returned function reads wall time and CPU per message so far. */
 function startTimer(count: number): () => { us: number; cpuUs: number } {
   const t0 = process.hrtime.bigint()
@@ -59,13 +62,13 @@ async function measure(side: Side): Promise<Cost> {
   if (side === 'encode') {
     let bytes = 0
     const elapsed = startTimer(w.messages)
-    for (const chunk of lp.encode(messages(w))) bytes += chunk.byteLength
+    for (const chunk of lp.encode(framedMessages(w))) bytes += chunk.byteLength
     const cost = elapsed()
     // One varint byte per 100-byte message.
     if (bytes !== w.messages * (w.messageSize + 1)) throw new Error(`encoded ${bytes} bytes`)
     return { side, ...cost }
   }
-  const wire = Buffer.concat([...lp.encode(messages(w))])
+  const wire = Buffer.concat([...lp.encode(framedMessages(w))])
   async function* frames(): AsyncGenerator<Buffer> {
     for (let offset = 0; offset < wire.length; offset += FRAME) {
       yield wire.subarray(offset, offset + FRAME)

@@ -181,6 +181,11 @@ export function* streamChunks(total: number, writeSize: number): Generator<Buffe
     yield slice(off, Math.min(writeSize, total - off))
 }
 
+/** The `framed` workload's messages: consecutive `messageSize`-byte slices of the stream. */
+export function* framedMessages(w: FramedWorkload): Generator<Buffer> {
+  for (let i = 0; i < w.messages; i++) yield slice(i * w.messageSize, w.messageSize)
+}
+
 /** CRC-32 of the first `total` bytes of the stream. */
 export function streamCrc(total: number): number {
   let crc = 0
@@ -564,12 +569,9 @@ export function drive(w: Workload, impl: Impl, port: number, peer: Peer): Drivin
     }
     if (w.kind === 'framed') {
       const conn = await impl.connect(port)
-      const messages = function* (): Generator<Buffer> {
-        for (let i = 0; i < w.messages; i++) yield slice(i * w.messageSize, w.messageSize)
-      }
       progress = () => 'sending'
       const tStart = nowUs()
-      await conn.sendMessages(messages())
+      await conn.sendMessages(framedMessages(w))
       progress = () => 'all sent'
       return { tStart }
     }
