@@ -347,8 +347,9 @@ async function main(): Promise<void> {
   const ws = selectWorkloads(workloads(opts.smoke), opts.only)
   const repeats = opts.repeats ?? (opts.smoke ? 1 : 3)
   const partial = opts.only !== undefined || opts.impls !== undefined
+  // A filtered run, smoke or not, never overwrites the published files.
   const out =
-    opts.out ?? here(`./results/${opts.smoke ? 'smoke' : partial ? 'partial' : 'latest'}.json`)
+    opts.out ?? here(`./results/${partial ? 'partial' : opts.smoke ? 'smoke' : 'latest'}.json`)
   const svgOut = out.endsWith('latest.json')
     ? out.replace(/latest\.json$/, 'chart.svg')
     : out.replace(/\.json$/, '') + '.svg'
