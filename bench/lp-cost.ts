@@ -21,6 +21,7 @@ import {
   workloads,
   type FramedWorkload
 } from './workloads.js'
+import { median } from './stats.js'
 
 /** `--quick` is CI's seconds-long version (the smoke workload's 2,000 messages). */
 const QUICK = process.argv.includes('--quick')
@@ -107,11 +108,6 @@ function run(side: Side): Promise<Cost> {
       resolve(cost as Cost)
     })
   })
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[sorted.length >> 1] ?? NaN
 }
 
 async function main(): Promise<void> {

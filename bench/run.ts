@@ -20,6 +20,7 @@ import {
   type SideReport,
   type Workload
 } from './workloads.js'
+import { median } from './stats.js'
 
 /** Report order; any other file in bench/impls/ is appended alphabetically. */
 const ORDER = ['net', 'ws', 'ws-nosync', 'cws', 'it-ws', 'websocket-stream', 'wsd', 'wsd-it']
@@ -229,12 +230,6 @@ async function trial(impl: string, w: Workload, repeat: number): Promise<Trial> 
 
 // ---------------------------------------------------------------------------------------------
 // Summaries
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b)
-  const mid = s.length >> 1
-  return s.length % 2 === 1 ? (s[mid] ?? NaN) : ((s[mid - 1] ?? NaN) + (s[mid] ?? NaN)) / 2
-}
 
 function summarize(ws: Workload[], impls: string[], trials: Trial[]): ResultRow[] {
   const rows: ResultRow[] = []

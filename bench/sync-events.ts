@@ -13,6 +13,7 @@ import { crc32 } from 'node:zlib'
 import { WebSocket, WebSocketServer } from 'ws'
 import { tcpPort } from './adapters.js'
 import { loadWsDuplex } from './wsd.js'
+import { median } from './stats.js'
 
 const READERS = ['ws', 'wsd', 'wsd-it'] as const
 type Reader = (typeof READERS)[number]
@@ -145,11 +146,6 @@ async function runTrial(trial: Trial): Promise<Result | Failure> {
   } finally {
     child.kill()
   }
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[sorted.length >> 1] ?? NaN
 }
 
 async function main(): Promise<void> {
