@@ -9,6 +9,7 @@
  * Times cross process boundaries: `nowUs()` is CLOCK_MONOTONIC (process.hrtime), the same clock in
  * every process of the machine, so the client can stamp the start and the server the end.
  */
+import { GCProfiler } from 'node:v8'
 import { crc32 } from 'node:zlib'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Conn, Impl, OnChunk } from './types.js'
@@ -341,9 +342,29 @@ function perConn(
   }
 }
 
-function cpuMsSince(start: NodeJS.CpuUsage): number {
-  const used = process.cpuUsage(start)
-  return (used.user + used.system) / 1000
+/**
+ * What this process spent between `new Usage()` and `end()`: CPU time (user + system), minor page
+ * faults (first touches of memory the kernel must hand over zeroed) and garbage collections. The
+ * last two show what CPU time alone hides: a reader whose first collection comes late keeps
+ * allocating fresh pages for the socket's buffers instead of reusing freed ones.
+ */
+class Usage {
+  readonly #cpu = process.cpuUsage()
+  readonly #faults = process.resourceUsage().minorPageFault
+  readonly #gc = new GCProfiler()
+
+  constructor() {
+    this.#gc.start()
+  }
+
+  end(): { cpuMs: number; minorFaults: number; gcs: number } {
+    const cpu = process.cpuUsage(this.#cpu)
+    return {
+      cpuMs: (cpu.user + cpu.system) / 1000,
+      minorFaults: process.resourceUsage().minorPageFault - this.#faults,
+      gcs: this.#gc.stop().statistics.length
+    }
+  }
 }
 
 function maxRssKiB(): number {
@@ -365,8 +386,8 @@ export async function serve(w: Workload, impl: Impl, peer: Peer): Promise<Servin
     let completed = 0
     let finished = 0
     let tEnd = 0
-    let cpuStart: NodeJS.CpuUsage | undefined
-    let cpuMs = 0
+    let usage: Usage | undefined
+    let used: ReturnType<Usage['end']> | undefined
     const startRss = memory().rss
     progress = () =>
       `${verifiers.length}/${w.conns} connected, ${completed} complete, ${finished} ended; ` +
@@ -376,7 +397,7 @@ export async function serve(w: Workload, impl: Impl, peer: Peer): Promise<Servin
       finish({
         ok: problems.length === 0,
         error: problems.length > 0 ? problems.slice(0, 3).join('; ') : undefined,
-        values: { tEnd, cpuMs, maxRssKiB: maxRssKiB(), startRssKiB: startRss / KiB }
+        values: { tEnd, ...used, maxRssKiB: maxRssKiB(), startRssKiB: startRss / KiB }
       })
     }
     onConnection = (conn) => {
@@ -385,13 +406,13 @@ export async function serve(w: Workload, impl: Impl, peer: Peer): Promise<Servin
       const pacer = w.readRate !== undefined ? new Pacer(w.readRate) : undefined
       let grace: NodeJS.Timeout | undefined
       const onChunk: OnChunk = (chunk) => {
-        cpuStart ??= process.cpuUsage()
+        usage ??= new Usage()
         const wasComplete = v.complete
         v.push(chunk)
         if (v.complete && !wasComplete) {
           if (++completed === w.conns) {
             tEnd = nowUs()
-            cpuMs = cpuMsSince(cpuStart)
+            used = usage.end()
           }
           grace = setTimeout(() => {
             problems.push(`connection still open ${END_GRACE_MS} ms after its last byte`)
@@ -559,13 +580,13 @@ export function drive(w: Workload, impl: Impl, port: number, peer: Peer): Drivin
       const conns = await openConns(impl, port, w.conns)
       const startRss = memory().rss
       progress = () => `${w.conns} connected, sending`
-      const cpuStart = process.cpuUsage()
+      const usage = new Usage()
       const tStart = nowUs()
       await Promise.all(conns.map((c) => c.send(streamChunks(w.bytesPerConn, w.writeSize))))
       const tWriterDone = nowUs()
-      const cpuMs = cpuMsSince(cpuStart)
+      const used = usage.end()
       progress = () => 'all sent'
-      return { tStart, tWriterDone, cpuMs, maxRssKiB: maxRssKiB(), startRssKiB: startRss / KiB }
+      return { tStart, tWriterDone, ...used, maxRssKiB: maxRssKiB(), startRssKiB: startRss / KiB }
     }
     if (w.kind === 'framed') {
       const conn = await impl.connect(port)
@@ -724,12 +745,18 @@ export function computeMetrics(
       const total = w.conns * w.bytesPerConn
       // CPU time (user + system) per MiB: steadier than throughput on a shared box, and it
       // shows which side an implementation makes work harder. Writer: until its last write
-      // returned; reader: from its first byte to the last connection's last byte.
+      // returned; reader: from its first byte to the last connection's last byte. Minor page
+      // faults per MiB and collections over the same spans say where CPU time went on memory.
+      const mib = total / MiB
       const cpu = {
-        writerCpuMsPerMiB: c('cpuMs') / (total / MiB),
-        readerCpuMsPerMiB: s('cpuMs') / (total / MiB)
+        writerCpuMsPerMiB: c('cpuMs') / mib,
+        readerCpuMsPerMiB: s('cpuMs') / mib,
+        writerFaultsPerMiB: c('minorFaults') / mib,
+        readerFaultsPerMiB: s('minorFaults') / mib,
+        writerGcs: c('gcs'),
+        readerGcs: s('gcs')
       }
-      if (w.readRate === undefined) return { mibps: total / MiB / seconds, seconds, ...cpu }
+      if (w.readRate === undefined) return { mibps: mib / seconds, seconds, ...cpu }
       return {
         writerPeakMiB: (c('maxRssKiB') - c('startRssKiB')) / KiB,
         readerPeakMiB: (s('maxRssKiB') - s('startRssKiB')) / KiB,
