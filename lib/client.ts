@@ -9,6 +9,7 @@ import {
   signalOption,
   splitDuplexOptions,
   timeoutOption,
+  wsCloseTimeout,
   type WsDuplexOptions
 } from './options.js'
 
@@ -52,13 +53,12 @@ export async function connect(url: string | URL, options?: ConnectOptions): Prom
   const timeoutMs = timeoutOption('timeout', timeout, DEFAULTS.connectTimeout)
   if (signal?.aborted) throw abortedError(signal)
 
-  // `closeTimeout` is a ws 8.19+ option that @types/ws does not list yet. ws starts its own
-  // close timer when we send our close frame; ours must fire first.
+  // `closeTimeout` is a ws 8.19+ option that @types/ws does not list yet.
   const clientOptions: ClientOptions & { closeTimeout: number } = {
     perMessageDeflate: false,
     maxPayload: DEFAULTS.maxPayload,
     ...wsOptions,
-    closeTimeout: normalized.closeTimeout + 1000
+    closeTimeout: wsCloseTimeout(normalized.closeTimeout)
   }
   let socket: WebSocket
   try {

@@ -128,6 +128,15 @@ export function timeoutOption(name: string, value: unknown, fallback: number): n
   return integerOption(name, value, fallback, 1, MAX_TIMER_MS)
 }
 
+/**
+ * The `closeTimeout` to give ws, whose own close timer starts when ours does: a second later, so
+ * ours fires first and reports the timeout, but never past what a Node timer holds (a longer
+ * one fires after 1 ms and would cut every close handshake short).
+ */
+export function wsCloseTimeout(closeTimeout: number): number {
+  return Math.min(closeTimeout + 1000, MAX_TIMER_MS)
+}
+
 export function oneOfOption<T extends string>(
   name: string,
   value: unknown,

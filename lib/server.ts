@@ -25,6 +25,7 @@ import {
   type NormalizedOptions,
   splitDuplexOptions,
   timeoutOption,
+  wsCloseTimeout,
   type WsDuplexOptions
 } from './options.js'
 
@@ -313,8 +314,7 @@ export async function createServer(
     maxPayload,
     perMessageDeflate: given.perMessageDeflate ?? false,
     allowSynchronousEvents,
-    // ws's close timer starts with ours; ours must fire first.
-    closeTimeout: normalizedDuplex.closeTimeout + 1000
+    closeTimeout: wsCloseTimeout(normalizedDuplex.closeTimeout)
   }
   if (given.handleProtocols !== undefined) wssOptions.handleProtocols = given.handleProtocols
   const wss = new WebSocketServer(wssOptions)

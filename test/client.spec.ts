@@ -8,8 +8,14 @@ import {
   WsDuplexError,
   type ConnectOptions
 } from '../lib/index.js'
-import { headerValue, startRawServer, type RawServer } from './helpers/raw-peer.js'
-import { Cleanup, patternBytes, startWsServer, streamError } from './helpers/servers.js'
+import { headerValue, Opcode, startRawServer, type RawServer } from './helpers/raw-peer.js'
+import {
+  Cleanup,
+  closeAnsweredSlowly,
+  patternBytes,
+  startWsServer,
+  streamError
+} from './helpers/servers.js'
 import { onceWithin, withTimeout } from './helpers/wait.js'
 
 const cleanup = new Cleanup()
@@ -299,6 +305,18 @@ describe('connect', () => {
       const echoed = readBytes(duplex, payload.length)
       duplex.write(payload)
       expect((await echoed).equals(payload)).to.equal(true)
+    })
+  })
+
+  describe('option closeTimeout', () => {
+    it('at its largest still waits for a slow peer to answer the close', async () => {
+      const raw = await rawServer()
+      const duplex = await open(raw.url, { closeTimeout: 2 ** 31 - 1 })
+      const peer = await raw.nextPeer()
+      const { closeInfo, warnings, firstFrame } = await closeAnsweredSlowly(duplex, peer)
+      expect(firstFrame).to.equal(Opcode.Close)
+      expect(closeInfo).to.deep.include({ code: 1000, wasClean: true })
+      expect(warnings).to.not.include('TimeoutOverflowWarning')
     })
   })
 

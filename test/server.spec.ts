@@ -18,7 +18,7 @@ import {
   type WsDuplexServer
 } from '../lib/index.js'
 import { encodeFrame, Opcode, rawConnect } from './helpers/raw-peer.js'
-import { Cleanup, streamError } from './helpers/servers.js'
+import { Cleanup, closeAnsweredSlowly, streamError } from './helpers/servers.js'
 import { collect, onceWithin, withTimeout } from './helpers/wait.js'
 
 const cleanup = new Cleanup()
@@ -429,6 +429,20 @@ describe('createServer', () => {
       )
       expect(error).to.be.instanceOf(TypeError)
       expect(error.message).to.match(/`allowSynchronousEvents`/)
+    })
+  })
+
+  describe('option closeTimeout', () => {
+    it('at its largest still waits for a slow client to answer the close', async () => {
+      const { url, server } = await start({ closeTimeout: 2 ** 31 - 1 })
+      const accepted = onceWithin<[WsDuplex]>(server, 'connection')
+      const peer = await rawConnect(url)
+      cleanup.add(() => peer.reset())
+      const [duplex] = await accepted
+      const { closeInfo, warnings, firstFrame } = await closeAnsweredSlowly(duplex, peer)
+      expect(firstFrame).to.equal(Opcode.Close)
+      expect(closeInfo).to.deep.include({ code: 1000, wasClean: true })
+      expect(warnings).to.not.include('TimeoutOverflowWarning')
     })
   })
 

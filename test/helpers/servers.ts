@@ -1,7 +1,8 @@
 import type { AddressInfo } from 'node:net'
+import { setTimeout as delay } from 'node:timers/promises'
 import { WebSocket, WebSocketServer, type ServerOptions } from 'ws'
 import { WsDuplex, type WsDuplexOptions } from '../../lib/index.js'
-import { startRawServer, type RawPeer, type RawServer } from './raw-peer.js'
+import { Opcode, startRawServer, type RawPeer, type RawServer } from './raw-peer.js'
 import { onceWithin } from './wait.js'
 
 /** Every resource a test opens, closed in afterEach, so one failing test cannot leak into the next. */
@@ -119,4 +120,31 @@ export async function openRawPair(
   const duplex = await openDuplex(cleanup, raw.url, options)
   const peer = await raw.nextPeer()
   return { duplex, peer, raw }
+}
+
+/**
+ * Ends `duplex` and has `peer` answer its close frame 100 ms later (slower than a timer that
+ * overflowed to 1 ms); resolves with the close info and the names of process warnings meanwhile.
+ */
+export async function closeAnsweredSlowly(
+  duplex: WsDuplex,
+  peer: RawPeer
+): Promise<{ closeInfo: WsDuplex['closeInfo']; warnings: string[]; firstFrame: number }> {
+  const warnings: string[] = []
+  const onWarning = (warning: Error): number => warnings.push(warning.name)
+  process.on('warning', onWarning)
+  try {
+    duplex.resume()
+    const closed = onceWithin(duplex, 'close', 3000)
+    duplex.end()
+    const firstFrame = (await peer.nextFrame()).opcode
+    if (firstFrame === Opcode.Close) {
+      await delay(100)
+      peer.sendClose(1000)
+    }
+    await closed
+    return { closeInfo: duplex.closeInfo, warnings, firstFrame }
+  } finally {
+    process.off('warning', onWarning)
+  }
 }
