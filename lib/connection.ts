@@ -77,6 +77,8 @@ export class Connection {
   /** The code of the close frame we asked for, once we sent one. */
   #sentCloseCode: number | undefined
   #closeTimer: Timer | undefined
+  /** Our close timer cut the connection; it is an error unless the peer's close frame came. */
+  #closeTimedOut = false
   /** Set whenever a frame is flushed; close() treats a flush without it for a while as stalled. */
   #flushedSinceCheck = false
   /** A fatal error waiting for the reader to take the bytes that arrived before it. */
@@ -219,6 +221,8 @@ export class Connection {
   /** Fails the stream because a write came after the close started. */
   refuseWrite(): void {
     this.fail(closedError(this.lastCloseCode), 'none')
+    // Already failed (the error waiting for unread bytes): this write is now blocked on it.
+    this.#maybeSurfaceFatal()
   }
 
   /** The face's write side ended: flush, then send our close frame, then call `callback`. */
@@ -226,6 +230,8 @@ export class Connection {
     this.#heldFinish = callback
     this.#queue?.flush()
     this.#maybeFinish()
+    // An error waiting for unread bytes would hold this callback forever: it must surface now.
+    if (this.#fatal !== undefined) this.#maybeSurfaceFatal()
   }
 
   #frameSent(error: Error | null | undefined): void {
@@ -401,14 +407,24 @@ export class Connection {
       this.#seam.terminate()
       return
     }
+    if (this.#sentCloseCode === undefined) {
+      // Still flushing: the bytes the peer would not take are lost, whatever it sends now.
+      this.fail(this.#closeTimeoutError(), 'terminate')
+      return
+    }
+    // Every byte went out before our close frame. A peer that answered it but keeps TCP open
+    // has completed the handshake (RFC 6455 §7.1.1 leaves closing TCP to the server), so the
+    // ending is judged by the code that came, if one did.
+    this.#closeTimedOut = true
+    this.#seam.terminate()
+  }
+
+  #closeTimeoutError(): WsDuplexError {
     const ms = this.#options.closeTimeout
-    this.fail(
-      new WsDuplexError(
-        'ERR_CLOSE_TIMEOUT',
-        `The peer did not complete the close within ${ms} ms`,
-        { closeCode: CloseCode.Abnormal }
-      ),
-      'terminate'
+    return new WsDuplexError(
+      'ERR_CLOSE_TIMEOUT',
+      `The peer did not complete the close within ${ms} ms`,
+      { closeCode: CloseCode.Abnormal }
     )
   }
 
@@ -595,6 +611,7 @@ export class Connection {
     if (!this.#opened || socketError !== undefined) {
       return errorFromSocket(socketError?.error, socketError?.rejectedStatus, this.#opened)
     }
+    if (!receivedCloseFrame && this.#closeTimedOut) return this.#closeTimeoutError()
     if (!receivedCloseFrame) {
       return new WsDuplexError(
         'ERR_ABNORMAL_CLOSURE',

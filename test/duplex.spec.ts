@@ -335,6 +335,24 @@ describe('WsDuplex', () => {
       await peer.tcpClosed()
     })
 
+    it('ends cleanly when the peer answered the close but keeps TCP open', async () => {
+      const raw = await startRawServer({ allowHalfOpen: true })
+      cleanup.add(() => raw.close())
+      const duplex = await openDuplex(cleanup, raw.url, { closeTimeout: 300 })
+      const peer = await raw.nextPeer()
+      const errors: Error[] = []
+      duplex.on('error', (error: Error) => errors.push(error))
+      const received = collect(duplex)
+      const result = duplex.close()
+      expect((await peer.nextFrame()).opcode).to.equal(Opcode.Close)
+      peer.sendClose(1000)
+      // The handshake is complete; only our closeTimeout ends the lingering TCP connection.
+      const info = await withTimeout(result, 3000, 'close()')
+      expect(info).to.deep.equal({ code: 1000, reason: '', wasClean: true })
+      expect((await received).length).to.equal(0)
+      expect(errors).to.deep.equal([])
+    })
+
     it('counts from when the close frame is flushed, not from end()', async () => {
       const { duplex, peer } = await rawPair({ closeTimeout: 1000 })
       duplex.resume()
@@ -729,6 +747,53 @@ describe('WsDuplex', () => {
       )
       expect(error).to.be.instanceOf(Error)
       expect((error as { code?: string }).code).to.match(/ERR_STREAM_(CLOSED|DESTROYED)/)
+    })
+  })
+
+  describe('writing after a reset left bytes unread', () => {
+    /** The peer sends `unread` and resets; nobody reads, so the error waits for a reader. */
+    async function resetWithUnreadBytes(): Promise<WsDuplex> {
+      const { duplex, peer } = await rawPair()
+      const closed = closeEvent(duplex)
+      peer.sendBinary(Buffer.from('unread'))
+      await onceWithin(duplex, 'readable')
+      peer.reset()
+      await closed
+      expect(duplex.readableLength).to.equal(6)
+      return duplex
+    }
+
+    it('fails end() with the reset instead of waiting forever', async () => {
+      const duplex = await resetWithUnreadBytes()
+      const errored = streamError(duplex)
+      const ended = new Promise<Error | null | undefined>((resolve) => duplex.end(resolve))
+      const error = await withTimeout(ended, 2000, 'the end() callback')
+      expect(error).to.include({ code: 'ERR_ABNORMAL_CLOSURE', closeCode: 1006 })
+      expect(await errored).to.equal(error)
+    })
+
+    it('fails write() with the reset instead of waiting forever', async () => {
+      const duplex = await resetWithUnreadBytes()
+      const errored = streamError(duplex)
+      const written = new Promise<Error | null | undefined>((resolve) =>
+        duplex.write(Buffer.from('late'), resolve)
+      )
+      const error = await withTimeout(written, 2000, 'the write() callback')
+      expect(error).to.include({ code: 'ERR_ABNORMAL_CLOSURE', closeCode: 1006 })
+      expect(await errored).to.equal(error)
+    })
+
+    it('rejects sink() with the reset instead of waiting forever', async () => {
+      const duplex = await resetWithUnreadBytes()
+      const error = await withTimeout(
+        duplex.sink([]).then(
+          () => undefined,
+          (e: unknown) => e
+        ),
+        2000,
+        'sink()'
+      )
+      expect(error).to.include({ code: 'ERR_ABNORMAL_CLOSURE', closeCode: 1006 })
     })
   })
 

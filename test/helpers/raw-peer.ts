@@ -53,6 +53,8 @@ export interface RawServerOptions {
   protocol?: string
   /** Accept TCP, read the request, never answer: for handshake-timeout tests. */
   noUpgradeResponse?: boolean
+  /** Keep each connection open after the client's FIN, as a server slow to close TCP would. */
+  allowHalfOpen?: boolean
 }
 
 export interface RawServer {
@@ -577,7 +579,7 @@ export async function startRawServer(opts: RawServerOptions = {}): Promise<RawSe
     socket.write(upgradeResponse(key, opts.protocol))
   }
 
-  const server = createServer((socket) => {
+  const server = createServer({ allowHalfOpen: opts.allowHalfOpen === true }, (socket) => {
     sockets.add(socket)
     socket.once('close', () => sockets.delete(socket))
     readHttpHead(socket, 'the HTTP request head').then(
