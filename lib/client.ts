@@ -4,6 +4,8 @@ import { WsDuplex } from './duplex.js'
 import { abortedError, connectTimeoutError, type WsDuplexError } from './errors.js'
 import {
   DEFAULTS,
+  deflateOption,
+  integerOption,
   normalizeOptions,
   objectOption,
   signalOption,
@@ -36,6 +38,20 @@ export interface ConnectOptions extends ClientOptions, WsDuplexOptions {
   perMessageDeflate?: ClientOptions['perMessageDeflate']
 }
 
+/** RFC 6455 §4.1: each subprotocol is an RFC 7230 token, offered once. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+
+function protocolsOption(value: unknown): void {
+  if (value === undefined) return
+  const list: unknown[] = Array.isArray(value) ? value : [value]
+  const valid = list.every((item) => typeof item === 'string' && TOKEN.test(item))
+  if (!valid || new Set(list).size !== list.length) {
+    throw new TypeError(
+      'Expected `protocols` to be a subprotocol token or an array of distinct tokens'
+    )
+  }
+}
+
 /**
  * Opens a WebSocket and resolves with a WsDuplex once the handshake completes. Refused, timed
  * out or aborted attempts reject with a WsDuplexError (`ERR_CONNECT_FAILED`,
@@ -51,19 +67,34 @@ export async function connect(url: string | URL, options?: ConnectOptions): Prom
   >
   signalOption(signal)
   const timeoutMs = timeoutOption('timeout', timeout, DEFAULTS.connectTimeout)
+  protocolsOption(protocols)
+  // ws reads a maxPayload of 0 (or undefined, NaN, -1) as no limit at all.
+  const maxPayload = integerOption(
+    'maxPayload',
+    wsOptions.maxPayload,
+    DEFAULTS.maxPayload,
+    1,
+    2 ** 31
+  )
+  if (wsOptions.handshakeTimeout !== undefined) {
+    timeoutOption('handshakeTimeout', wsOptions.handshakeTimeout, DEFAULTS.connectTimeout)
+  }
   if (signal?.aborted) throw abortedError(signal)
 
   // `closeTimeout` is a ws 8.19+ option that @types/ws does not list yet.
   const clientOptions: ClientOptions & { closeTimeout: number } = {
-    perMessageDeflate: false,
-    maxPayload: DEFAULTS.maxPayload,
     ...wsOptions,
+    perMessageDeflate: deflateOption(wsOptions.perMessageDeflate),
+    maxPayload,
     closeTimeout: wsCloseTimeout(normalized.closeTimeout)
   }
   let socket: WebSocket
   try {
     socket = new WebSocket(url, protocols, clientOptions)
   } catch (error) {
+    // Our options are checked above; what ws still refuses is the URL (or an option of its own,
+    // whose error names it).
+    if (!/URL/.test((error as Error).message)) throw error
     throw new TypeError(`Expected \`url\` to be a WebSocket URL: ${(error as Error).message}`, {
       cause: error
     })

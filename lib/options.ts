@@ -167,6 +167,42 @@ export function objectOption(name: string, value: unknown): Record<string, unkno
   return value as Record<string, unknown>
 }
 
+export function stringOption(name: string, value: unknown): string | undefined {
+  if (value !== undefined && typeof value !== 'string') {
+    throw new TypeError(`Expected \`${name}\` to be a string, got ${describe(value)}`)
+  }
+  return value
+}
+
+export function functionOption<F extends (...args: never[]) => unknown>(
+  name: string,
+  value: F | undefined
+): F | undefined {
+  if (value !== undefined && typeof value !== 'function') {
+    throw new TypeError(`Expected \`${name}\` to be a function, got ${describe(value)}`)
+  }
+  return value
+}
+
+export function stringsOption(name: string, value: unknown): readonly string[] | undefined {
+  if (value === undefined) return undefined
+  if (!Array.isArray(value) || !value.every((item) => typeof item === 'string')) {
+    throw new TypeError(`Expected \`${name}\` to be an array of strings, got ${describe(value)}`)
+  }
+  return value as readonly string[]
+}
+
+/** `perMessageDeflate`: false unless asked for; `true` or ws's options object turn it on. */
+export function deflateOption<T extends object>(value: boolean | T | undefined): boolean | T {
+  if (value === undefined) return false
+  if (typeof value !== 'boolean' && (typeof value !== 'object' || value === null)) {
+    throw new TypeError(
+      `Expected \`perMessageDeflate\` to be a boolean or an object, got ${describe(value)}`
+    )
+  }
+  return value
+}
+
 export function signalOption(value: unknown): AbortSignal | undefined {
   if (value === undefined) return undefined
   if (!(value instanceof AbortSignal)) {

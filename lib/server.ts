@@ -11,7 +11,7 @@ import {
   type ServerResponse
 } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
-import type { AddressInfo } from 'node:net'
+import { Server as NetServer, type AddressInfo } from 'node:net'
 import type { Duplex as NodeDuplex } from 'node:stream'
 import { WebSocketServer, type ServerOptions as WsServerOptions, type WebSocket } from 'ws'
 import { CloseCode } from './close-codes.js'
@@ -19,11 +19,15 @@ import { kOnConnectionClosed, WsDuplex } from './duplex.js'
 import {
   booleanOption,
   DEFAULTS,
+  deflateOption,
+  functionOption,
   integerOption,
   normalizeOptions,
   objectOption,
   type NormalizedOptions,
   splitDuplexOptions,
+  stringOption,
+  stringsOption,
   timeoutOption,
   wsCloseTimeout,
   type WsDuplexOptions
@@ -227,10 +231,9 @@ export class WsDuplexServer extends EventEmitter<WsDuplexServerEvents> {
     try {
       if (options.verifyClient !== undefined) {
         const secure = 'encrypted' in socket && socket.encrypted === true
-        const verdict = await options.verifyClient({ req: request, origin, secure })
-        if (verdict !== true) {
-          const status = verdict === false ? 401 : verdict.status
-          refuseUpgrade(socket, status, verdict === false ? undefined : verdict.message)
+        const refusal = refusalOf(await options.verifyClient({ req: request, origin, secure }))
+        if (refusal !== undefined) {
+          refuseUpgrade(socket, refusal.status, refusal.message)
           return
         }
       }
@@ -266,6 +269,22 @@ export class WsDuplexServer extends EventEmitter<WsDuplexServerEvents> {
   }
 }
 
+/** Every createServer() option but the WsDuplex ones (which splitDuplexOptions takes first). */
+const SERVER_OPTION_NAMES: ReadonlySet<string> = new Set([
+  'port',
+  'host',
+  'path',
+  'server',
+  'maxPayload',
+  'verifyClient',
+  'allowedOrigins',
+  'maxConnections',
+  'handshakeTimeout',
+  'perMessageDeflate',
+  'handleProtocols',
+  'allowSynchronousEvents'
+] satisfies (keyof Omit<ServerOptions, keyof WsDuplexOptions>)[])
+
 /**
  * Starts a WebSocket server and resolves once it listens (at once when attached to `server`).
  * `onConnection` is added as a 'connection' listener.
@@ -277,6 +296,12 @@ export async function createServer(
   const { duplex: duplexOptions, rest } = splitDuplexOptions(objectOption('options', options))
   const normalizedDuplex = normalizeOptions(duplexOptions)
   const given = rest as Omit<ServerOptions, keyof WsDuplexOptions>
+  // A misspelt option (`prot`, `maxPayLoad`) would otherwise be dropped without a word.
+  for (const name of Object.keys(given)) {
+    if (!SERVER_OPTION_NAMES.has(name)) {
+      throw new TypeError(`Unknown option \`${name}\` for createServer()`)
+    }
+  }
   if (onConnection !== undefined && typeof onConnection !== 'function') {
     throw new TypeError('Expected `onConnection` to be a function')
   }
@@ -285,11 +310,15 @@ export async function createServer(
       `Expected \`path\` to be a string starting with /, got \`${String(given.path)}\``
     )
   }
-  if (given.verifyClient !== undefined && typeof given.verifyClient !== 'function') {
-    throw new TypeError('Expected `verifyClient` to be a function')
-  }
-  if (given.allowedOrigins !== undefined && !Array.isArray(given.allowedOrigins)) {
-    throw new TypeError('Expected `allowedOrigins` to be an array of origin strings')
+  const verifyClient = functionOption('verifyClient', given.verifyClient)
+  const allowedOrigins = stringsOption('allowedOrigins', given.allowedOrigins)
+  const handleProtocols = functionOption('handleProtocols', given.handleProtocols)
+  // A host that is not a string would reach listen() as its backlog: every interface.
+  const host = stringOption('host', given.host)
+  if (given.server !== undefined && !isHttpServer(given.server)) {
+    throw new TypeError(
+      `Expected \`server\` to be an http or https Server, got ${typeof given.server}`
+    )
   }
   const port = integerOption('port', given.port, 0, 0, 65535)
   const maxPayload = integerOption('maxPayload', given.maxPayload, DEFAULTS.maxPayload, 1, 2 ** 31)
@@ -312,11 +341,11 @@ export async function createServer(
     noServer: true,
     clientTracking: false,
     maxPayload,
-    perMessageDeflate: given.perMessageDeflate ?? false,
+    perMessageDeflate: deflateOption(given.perMessageDeflate),
     allowSynchronousEvents,
     closeTimeout: wsCloseTimeout(normalizedDuplex.closeTimeout)
   }
-  if (given.handleProtocols !== undefined) wssOptions.handleProtocols = given.handleProtocols
+  if (handleProtocols !== undefined) wssOptions.handleProtocols = handleProtocols
   const wss = new WebSocketServer(wssOptions)
 
   const ownsHttp = given.server === undefined
@@ -332,12 +361,12 @@ export async function createServer(
 
   // Listen first: a listen error (EADDRINUSE) must only reject here, not also surface as an
   // 'error' on a server object the caller never received.
-  if (ownsHttp) await listen(http, port, given.host)
+  if (ownsHttp) await listen(http, port, host)
   const server = new WsDuplexServer(http, ownsHttp, wss, {
     path: given.path,
-    allowedOrigins: given.allowedOrigins === undefined ? undefined : new Set(given.allowedOrigins),
+    allowedOrigins: allowedOrigins === undefined ? undefined : new Set(allowedOrigins),
     maxConnections,
-    verifyClient: given.verifyClient,
+    verifyClient,
     duplexOptions: normalizedDuplex
   })
   if (onConnection !== undefined) server.on('connection', onConnection)
@@ -388,6 +417,35 @@ function refuseUpgrade(socket: NodeDuplex, status: number, message?: string): vo
       'Connection: close\r\nContent-Type: text/plain\r\n' +
       `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
   )
+}
+
+/**
+ * What a `verifyClient` verdict refuses with (undefined accepts). Any other verdict is a bug in
+ * the verifier, answered with 500 as a verifier that throws: it must not reach the status line.
+ */
+function refusalOf(verdict: unknown): { status: number; message?: string } | undefined {
+  if (verdict === true) return undefined
+  if (verdict === false) return { status: 401 }
+  if (typeof verdict === 'object' && verdict !== null) {
+    const { status, message } = verdict as { status?: unknown; message?: unknown }
+    if (
+      typeof status === 'number' &&
+      Number.isInteger(status) &&
+      status >= 400 &&
+      status <= 599 &&
+      (message === undefined || typeof message === 'string')
+    ) {
+      return message === undefined ? { status } : { status, message }
+    }
+  }
+  throw new TypeError(
+    'Expected `verifyClient` to return true, false or { status: 400-599, message?: string }'
+  )
+}
+
+/** http and https servers are both net servers (https's is a tls.Server with http's methods). */
+function isHttpServer(value: unknown): value is Server | HttpsServer {
+  return value instanceof NetServer && typeof (value as Partial<Server>).setTimeout === 'function'
 }
 
 function pathOf(url: string | undefined): string {

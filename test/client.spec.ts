@@ -254,6 +254,24 @@ describe('connect', () => {
       expect(duplex.socket.protocol).to.equal('beta')
       expect((await nextSocket()).protocol).to.equal('beta')
     })
+
+    for (const protocols of ['a b', ['a', 'a'], [1], '']) {
+      it(`rejects ${JSON.stringify(protocols)} with a TypeError naming it`, async () => {
+        const error = await rejectionOf(
+          connect('ws://127.0.0.1:1', { protocols: protocols as string[] })
+        )
+        expect(error).to.be.instanceOf(TypeError)
+        expect(error.message).to.match(/`protocols`/)
+      })
+    }
+  })
+
+  describe('option handshakeTimeout', () => {
+    it('rejects a negative value with a RangeError naming it', async () => {
+      const error = await rejectionOf(connect('ws://127.0.0.1:1', { handshakeTimeout: -1 }))
+      expect(error).to.be.instanceOf(RangeError)
+      expect(error.message).to.match(/`handshakeTimeout`/)
+    })
   })
 
   describe('option maxPayload', () => {
@@ -288,6 +306,26 @@ describe('connect', () => {
       ;(await nextSocket()).send(payload)
       expect((await received).equals(payload)).to.equal(true)
     })
+
+    it('keeps the 1 MiB limit when given undefined', async () => {
+      const { url, nextSocket } = await startWsServer(cleanup)
+      const duplex = await open(url, { maxPayload: undefined })
+      duplex.resume()
+      const failed = streamError(duplex)
+      ;(await nextSocket()).send(patternBytes(MiB + 1))
+      expect(await failed).to.include({ code: 'ERR_PAYLOAD_TOO_LARGE', closeCode: 1009 })
+    })
+
+    // ws reads 0, a negative or a non-number as no limit at all.
+    for (const maxPayload of [0, -1, Number.NaN, '1048576']) {
+      it(`rejects ${String(maxPayload)} (${typeof maxPayload}) naming it`, async () => {
+        const error = await rejectionOf(
+          connect('ws://127.0.0.1:1', { maxPayload: maxPayload as number })
+        )
+        expect(error.name).to.match(/^(TypeError|RangeError)$/)
+        expect(error.message).to.match(/`maxPayload`/)
+      })
+    }
   })
 
   describe('option perMessageDeflate', () => {
@@ -305,6 +343,16 @@ describe('connect', () => {
       const echoed = readBytes(duplex, payload.length)
       duplex.write(payload)
       expect((await echoed).equals(payload)).to.equal(true)
+    })
+  })
+
+  describe('option perMessageDeflate (validation)', () => {
+    it('rejects a string with a TypeError naming it', async () => {
+      const error = await rejectionOf(
+        connect('ws://127.0.0.1:1', { perMessageDeflate: 'yes' as unknown as boolean })
+      )
+      expect(error).to.be.instanceOf(TypeError)
+      expect(error.message).to.match(/`perMessageDeflate`/)
     })
   })
 

@@ -271,6 +271,48 @@ describe('createServer', () => {
     })
   })
 
+  describe('option verifyClient (verdicts)', () => {
+    for (const verdict of [
+      {},
+      'yes',
+      { status: 200 },
+      { status: 99999 },
+      { status: 403, message: 7 }
+    ]) {
+      it(`answers 500 to the verdict ${JSON.stringify(verdict)}`, async () => {
+        const { url } = await start({
+          verifyClient: () => verdict as unknown as boolean
+        })
+        const error = await refusal(url)
+        expect(error).to.include({ code: 'ERR_HANDSHAKE_REJECTED', status: 500 })
+      })
+    }
+  })
+
+  describe('option validation', () => {
+    const bad: [string, Record<string, unknown>][] = [
+      ['host', { host: 123 }],
+      ['allowedOrigins', { allowedOrigins: [1] }],
+      ['handleProtocols', { handleProtocols: 5 }],
+      ['perMessageDeflate', { perMessageDeflate: 'yes' }],
+      ['server', { server: 5 }],
+      ['verifyClient', { verifyClient: 'yes' }]
+    ]
+    it('rejects an unknown option (a typo) with a TypeError naming it', async () => {
+      const error = await rejectionOf(createServer({ port: 0, prot: 1 } as ServerOptions))
+      expect(error).to.be.instanceOf(TypeError)
+      expect(error.message).to.include('`prot`')
+    })
+
+    for (const [name, options] of bad) {
+      it(`rejects ${JSON.stringify(options)} with a TypeError naming \`${name}\``, async () => {
+        const error = await rejectionOf(createServer({ port: 0, ...options } as ServerOptions))
+        expect(error).to.be.instanceOf(TypeError)
+        expect(error.message).to.include(`\`${name}\``)
+      })
+    }
+  })
+
   describe('option maxConnections', () => {
     it('refuses a third concurrent client with HTTP 503, and accepts one again after a close', async () => {
       const { server, url, accepted } = await start({ maxConnections: 2 })
