@@ -72,6 +72,10 @@ export class Connection {
    * is closed (a no-op once called).
    */
   #released: (() => void) | undefined
+  /** A write came while closing; its error waits for the connection's end. */
+  #writeRefused = false
+  /** Whether release() was given a failure (destroy(err)), which makes no ending clean. */
+  #releasedWithFailure = false
   /** What ending the write side sends, once `close(code, reason)` asked; 1000 until then. */
   #closeRequest: { readonly code: number; readonly reason: string } | undefined
   /** The code of the close frame we asked for, once we sent one. */
@@ -207,7 +211,8 @@ export class Connection {
 
   #wakeRoomWaiter(): void {
     const waiter = this.#roomWaiter
-    if (waiter === undefined || !this.hasRoom) return
+    // After a refused write the waiter only learns how the connection ended.
+    if (waiter === undefined || !this.hasRoom || this.#writeRefused) return
     this.#roomWaiter = undefined
     waiter.resolve()
   }
@@ -218,8 +223,16 @@ export class Connection {
     waiter?.reject(error)
   }
 
-  /** Fails the stream because a write came after the close started. */
+  /**
+   * Fails the stream because a write came after the close started. While the connection is
+   * still closing, the error waits for its end (bounded by the close timers): a reset or the
+   * peer's 1011 says more about why the write failed than "closed" does.
+   */
   refuseWrite(): void {
+    if (this.#closeInfo === undefined && this.#fatal === undefined) {
+      this.#writeRefused = true
+      return
+    }
     this.fail(closedError(this.lastCloseCode), 'none')
     // Already failed (the error waiting for unread bytes): this write is now blocked on it.
     this.#maybeSurfaceFatal()
@@ -339,6 +352,7 @@ export class Connection {
    */
   release(failure: Error, isFailure: boolean, done: () => void): void {
     this.#released = done
+    this.#releasedWithFailure = isFailure
     this.#stopTimers()
     this.#failRoomWaiter(failure)
     const finish = this.#heldFinish
@@ -567,6 +581,7 @@ export class Connection {
     let error = this.#fatal
     if (error === undefined && this.#released === undefined) {
       error = this.#classifyEnding(code, receivedCloseFrame)
+      if (error === undefined && this.#writeRefused) error = closedError(code)
       if (error === undefined && lostBytes > 0) {
         error = new WsDuplexError(
           'ERR_STREAM_CLOSED',
@@ -575,7 +590,15 @@ export class Connection {
         )
       }
     }
-    const info: CloseInfo = { code, reason, wasClean: error === undefined && receivedCloseFrame }
+    // A released stream is not classified (it reports nothing more), but its close info must
+    // still say whether the ending was clean: not after destroy(err), nor a peer's 1011.
+    const wasClean =
+      this.#released === undefined
+        ? error === undefined && receivedCloseFrame
+        : !this.#releasedWithFailure &&
+          receivedCloseFrame &&
+          this.#classifyEnding(code, receivedCloseFrame) === undefined
+    const info: CloseInfo = { code, reason, wasClean }
     this.#closeInfo = info
     this.#rejectPings(closedError(code))
     this.#failRoomWaiter(error ?? closedError(code))

@@ -175,7 +175,12 @@ export class WsDuplex
       write: (chunk) => {
         if (this.destroyed || this.writableEnded) throw connection.fatal ?? closedError()
         if (!connection.acceptsWrites) {
-          throw connection.fatal ?? closedError(connection.lastCloseCode)
+          if (connection.closeInfo !== undefined || connection.fatal !== undefined) {
+            throw connection.fatal ?? closedError(connection.lastCloseCode)
+          }
+          // Still closing: drained() rejects with how the connection ended.
+          connection.refuseWrite()
+          return false
         }
         connection.push(chunk)
         return connection.hasRoom

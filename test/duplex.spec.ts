@@ -11,7 +11,7 @@ import {
   type CloseInfo,
   type WsDuplexOptions
 } from '../lib/index.js'
-import { Opcode, encodeFrame, startRawServer } from './helpers/raw-peer.js'
+import { Opcode, encodeFrame, startRawServer, type RawPeer } from './helpers/raw-peer.js'
 import {
   Cleanup,
   openDuplex,
@@ -407,6 +407,21 @@ describe('WsDuplex', () => {
   })
 
   describe('#destroy', () => {
+    it('after the peer closed with 1011, reports the ending as not clean', async () => {
+      const raw = await startRawServer({ allowHalfOpen: true })
+      cleanup.add(() => raw.close())
+      const duplex = await openDuplex(cleanup, raw.url)
+      const peer = await raw.nextPeer()
+      duplex.resume()
+      peer.sendClose(1011, 'server broke')
+      // ws echoes the close: our side has read the 1011, and TCP is still open.
+      expect((await peer.nextFrame()).opcode).to.equal(Opcode.Close)
+      const closed = closeEvent(duplex)
+      duplex.destroy()
+      const [info] = await closed
+      expect(info).to.deep.equal({ code: 1011, reason: 'server broke', wasClean: false })
+    })
+
     it('sends 1000 and terminates without waiting when destroyed without an error', async () => {
       const { duplex, peer } = await rawPair()
       const closed = onceWithin(duplex, 'close')
@@ -747,6 +762,46 @@ describe('WsDuplex', () => {
       )
       expect(error).to.be.instanceOf(Error)
       expect((error as { code?: string }).code).to.match(/ERR_STREAM_(CLOSED|DESTROYED)/)
+    })
+  })
+
+  describe('writing while the peer closes with 1011', () => {
+    /** The peer's 1011 has been read and answered; its TCP stays open until `peer.end()`. */
+    async function peerClosedWith1011(): Promise<{ duplex: WsDuplex; peer: RawPeer }> {
+      const raw = await startRawServer({ allowHalfOpen: true })
+      cleanup.add(() => raw.close())
+      const duplex = await openDuplex(cleanup, raw.url)
+      const peer = await raw.nextPeer()
+      duplex.resume()
+      peer.sendClose(1011, 'server broke')
+      expect((await peer.nextFrame()).opcode).to.equal(Opcode.Close)
+      return { duplex, peer }
+    }
+
+    it('fails a write() in between with the 1011, not just "closed"', async () => {
+      const { duplex, peer } = await peerClosedWith1011()
+      const errored = streamError(duplex)
+      const written = new Promise<Error | null | undefined>((resolve) =>
+        duplex.write(Buffer.from('late'), resolve)
+      )
+      peer.end()
+      const error = await withTimeout(written, 3000, 'the write() callback')
+      expect(error).to.include({ code: 'ERR_PEER_CLOSED_WITH_ERROR', closeCode: 1011 })
+      expect(await errored).to.equal(error)
+    })
+
+    it('rejects a sink() in between with the 1011, not just "closed"', async () => {
+      const { duplex, peer } = await peerClosedWith1011()
+      // The Duplex read face is in use (resume), so the stream emits the error too.
+      const errored = streamError(duplex)
+      const sinking = duplex.sink([Buffer.from('late')]).then(
+        () => undefined,
+        (error: unknown) => error
+      )
+      peer.end()
+      const error = await withTimeout(sinking, 3000, 'sink()')
+      expect(error).to.include({ code: 'ERR_PEER_CLOSED_WITH_ERROR', closeCode: 1011 })
+      expect(await errored).to.include({ code: 'ERR_PEER_CLOSED_WITH_ERROR' })
     })
   })
 
