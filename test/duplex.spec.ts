@@ -29,6 +29,25 @@ afterEach(() => cleanup.run())
 const rawPair = (options?: WsDuplexOptions): ReturnType<typeof openRawPair> =>
   openRawPair(cleanup, options)
 
+/** A duplex to a raw peer that keeps TCP open after our FIN, as a server slow to close would. */
+async function halfOpenPair(
+  options?: WsDuplexOptions
+): Promise<{ duplex: WsDuplex; peer: RawPeer }> {
+  const raw = await startRawServer({ allowHalfOpen: true })
+  cleanup.add(() => raw.close())
+  const duplex = await openDuplex(cleanup, raw.url, options)
+  return { duplex, peer: await raw.nextPeer() }
+}
+
+/** The peer's 1011 has been read and answered (ws echoes it); TCP stays open until `peer.end()`. */
+async function peerClosedWith1011(): Promise<{ duplex: WsDuplex; peer: RawPeer }> {
+  const { duplex, peer } = await halfOpenPair()
+  duplex.resume()
+  peer.sendClose(1011, 'server broke')
+  expect((await peer.nextFrame()).opcode).to.equal(Opcode.Close)
+  return { duplex, peer }
+}
+
 function closeEvent(duplex: WsDuplex, ms = 3000): Promise<[CloseInfo]> {
   return onceWithin<[CloseInfo]>(duplex.events, 'close', ms)
 }
@@ -336,10 +355,7 @@ describe('WsDuplex', () => {
     })
 
     it('ends cleanly when the peer answered the close but keeps TCP open', async () => {
-      const raw = await startRawServer({ allowHalfOpen: true })
-      cleanup.add(() => raw.close())
-      const duplex = await openDuplex(cleanup, raw.url, { closeTimeout: 300 })
-      const peer = await raw.nextPeer()
+      const { duplex, peer } = await halfOpenPair({ closeTimeout: 300 })
       const errors: Error[] = []
       duplex.on('error', (error: Error) => errors.push(error))
       const received = collect(duplex)
@@ -408,14 +424,7 @@ describe('WsDuplex', () => {
 
   describe('#destroy', () => {
     it('after the peer closed with 1011, reports the ending as not clean', async () => {
-      const raw = await startRawServer({ allowHalfOpen: true })
-      cleanup.add(() => raw.close())
-      const duplex = await openDuplex(cleanup, raw.url)
-      const peer = await raw.nextPeer()
-      duplex.resume()
-      peer.sendClose(1011, 'server broke')
-      // ws echoes the close: our side has read the 1011, and TCP is still open.
-      expect((await peer.nextFrame()).opcode).to.equal(Opcode.Close)
+      const { duplex } = await peerClosedWith1011()
       const closed = closeEvent(duplex)
       duplex.destroy()
       const [info] = await closed
@@ -766,18 +775,6 @@ describe('WsDuplex', () => {
   })
 
   describe('writing while the peer closes with 1011', () => {
-    /** The peer's 1011 has been read and answered; its TCP stays open until `peer.end()`. */
-    async function peerClosedWith1011(): Promise<{ duplex: WsDuplex; peer: RawPeer }> {
-      const raw = await startRawServer({ allowHalfOpen: true })
-      cleanup.add(() => raw.close())
-      const duplex = await openDuplex(cleanup, raw.url)
-      const peer = await raw.nextPeer()
-      duplex.resume()
-      peer.sendClose(1011, 'server broke')
-      expect((await peer.nextFrame()).opcode).to.equal(Opcode.Close)
-      return { duplex, peer }
-    }
-
     it('fails a write() in between with the 1011, not just "closed"', async () => {
       const { duplex, peer } = await peerClosedWith1011()
       const errored = streamError(duplex)
