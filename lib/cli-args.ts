@@ -13,7 +13,7 @@ export const USAGE = `Usage:
       or [::]:port for other hosts; port 0 picks a free one, printed on stderr). Per
       connection one of:
         --echo                 send every byte back (any number of connections)
-        --exec "<command>"     run <command> with sh -c, its stdin/stdout wired to the
+    -e, --exec "<command>"     run <command> with sh -c, its stdin/stdout wired to the
                                connection, like inetd (any number of connections). Its
                                exit closes the connection: 1000 after its output for
                                status 0, else 1011; the connection's end ends its stdin.
@@ -60,7 +60,7 @@ Exit status:
   0    clean end: the close handshake completed with 1000, 1001 or 1005 and every
        byte was delivered (also --help, --version)
   1    the connection ended abnormally after it opened: reset or no close frame, a
-       close code other than 1000/1001, close or keepalive timeout, protocol error, a
+       close code other than 1000/1001/1005, close or keepalive timeout, protocol error, a
        local read or write error
   2    usage: unknown command or option, bad URL, address or value
   3    could not connect or listen: refused, unreachable, DNS, TLS failure, handshake

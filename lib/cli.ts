@@ -231,7 +231,9 @@ async function stdioSession(
     return undefined
   } catch (error) {
     const failure = toError(error)
-    return failure === stdoutError ? withContext('stdout', failure) : failure
+    // pipeline() tears stdout down with the WebSocket's error too: only stdout's own is its.
+    const fromStdout = failure === stdoutError && failure !== ws.errored
+    return fromStdout ? withContext('stdout', failure) : failure
   } finally {
     stopStdin()
     stdin.off('error', onStdinError)

@@ -49,10 +49,12 @@ export function errorFromSocket(
   const code = errorCode(error)
   if (!opened) {
     if (rejectedStatus !== undefined) {
+      // The status says it all: ws's own error here ("closed before the connection was
+      // established") would only mislead.
       return new WsDuplexError(
         'ERR_HANDSHAKE_REJECTED',
         `The server refused the WebSocket upgrade with HTTP ${rejectedStatus}`,
-        { status: rejectedStatus, cause: error }
+        { status: rejectedStatus }
       )
     }
     // ws's own handshakeTimeout reports itself with this message and no code.

@@ -482,6 +482,8 @@ describe('ws-duplex CLI', () => {
       expect(errorLine(run.stderr)).to.match(
         /^ws-duplex: ws:\/\/127\.0\.0\.1:\d+\/: .*\(ERR_ABNORMAL_CLOSURE, close code 1006\)$/
       )
+      // The WebSocket failed, not stdout (which the pipeline tears down with the same error).
+      expect(errorLine(run.stderr)).to.not.include('stdout')
       expect(run.stdout.text).to.equal('partial')
     })
 
@@ -492,6 +494,7 @@ describe('ws-duplex CLI', () => {
       await server.close(1011, 'boom')
       expect(await run.status()).to.equal(ExitCode.Abnormal)
       expect(errorLine(run.stderr)).to.match(/\(ERR_PEER_CLOSED_WITH_ERROR, close code 1011\)$/)
+      expect(errorLine(run.stderr)).to.not.include('stdout')
     })
 
     it('exits 3 with ERR_CONNECT_FAILED when the connection is refused', async () => {
@@ -506,7 +509,9 @@ describe('ws-duplex CLI', () => {
       const { url } = await wsServer({ path: '/only' })
       const run = runMain(['connect', `${url}/other`])
       expect(await run.status()).to.equal(ExitCode.CouldNotConnect)
-      expect(errorLine(run.stderr)).to.match(/\(ERR_HANDSHAKE_REJECTED, HTTP 404\)$/)
+      expect(errorLine(run.stderr)).to.match(
+        /: The server refused the WebSocket upgrade with HTTP 404 \(ERR_HANDSHAKE_REJECTED, HTTP 404\)$/
+      )
     })
 
     it('sends --header, --origin and --protocol', async () => {
