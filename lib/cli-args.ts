@@ -299,7 +299,7 @@ function commonOptions(values: Values, tokens: ReturnType<typeof parse>['tokens'
     insecure: values.insecure === true,
     keepAlive: integerOption('--keepalive', values.keepalive, 1, 2 ** 31 - 1),
     closeTimeout: integerOption('--close-timeout', values['close-timeout'], 1, 2 ** 31 - 1),
-    maxPayload: integerOption('--max-payload', values['max-payload'], 1, 2 ** 31),
+    maxPayload: integerOption('--max-payload', values['max-payload'], 1, 2 ** 31 - 1),
     progress,
     quiet: values.quiet === true
   }

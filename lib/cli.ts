@@ -208,7 +208,8 @@ async function stdioSession(
   }
   let stdoutError: Error | undefined
   const onStdoutError = (error: Error): void => {
-    stdoutError ??= error
+    // Once the WebSocket failed, pipeline() tears stdout down with that same error.
+    if (!ws.destroyed) stdoutError ??= error
   }
 
   const meter = new Transform({
@@ -231,9 +232,7 @@ async function stdioSession(
     return undefined
   } catch (error) {
     const failure = toError(error)
-    // pipeline() tears stdout down with the WebSocket's error too: only stdout's own is its.
-    const fromStdout = failure === stdoutError && failure !== ws.errored
-    return fromStdout ? withContext('stdout', failure) : failure
+    return failure === stdoutError ? withContext('stdout', failure) : failure
   } finally {
     stopStdin()
     stdin.off('error', onStdinError)

@@ -6,6 +6,8 @@ import {
   DEFAULTS,
   deflateOption,
   integerOption,
+  MAX_PAYLOAD,
+  MAX_TIMER_MS,
   normalizeOptions,
   objectOption,
   signalOption,
@@ -74,11 +76,10 @@ export async function connect(url: string | URL, options?: ConnectOptions): Prom
     wsOptions.maxPayload,
     DEFAULTS.maxPayload,
     1,
-    2 ** 31
+    MAX_PAYLOAD
   )
-  if (wsOptions.handshakeTimeout !== undefined) {
-    timeoutOption('handshakeTimeout', wsOptions.handshakeTimeout, DEFAULTS.connectTimeout)
-  }
+  // ws's own: 0 means none (our `timeout` still bounds the attempt).
+  integerOption('handshakeTimeout', wsOptions.handshakeTimeout, 0, 0, MAX_TIMER_MS)
   if (signal?.aborted) throw abortedError(signal)
 
   // `closeTimeout` is a ws 8.19+ option that @types/ws does not list yet.

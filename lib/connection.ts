@@ -51,6 +51,7 @@ let socketHandler: SocketHandler<Connection>
 let frameSink: FrameSink<Connection>
 let closeTimerFired: (connection: Connection) => void
 let flushTimerFired: (connection: Connection) => void
+let lingerTimerFired: (connection: Connection) => void
 
 export class Connection {
   readonly #seam: SocketSeam<Connection>
@@ -225,12 +226,13 @@ export class Connection {
 
   /**
    * Fails the stream because a write came after the close started. While the connection is
-   * still closing, the error waits for its end (bounded by the close timers): a reset or the
-   * peer's 1011 says more about why the write failed than "closed" does.
+   * still closing, the error waits for its end (at most `closeTimeout`): a reset or the peer's
+   * 1011 says more about why the write failed than "closed" does.
    */
   refuseWrite(): void {
     if (this.#closeInfo === undefined && this.#fatal === undefined) {
       this.#writeRefused = true
+      if (this.#closeTimer === undefined) this.#awaitEnding()
       return
     }
     this.fail(closedError(this.lastCloseCode), 'none')
@@ -393,8 +395,17 @@ export class Connection {
 
   /** Sends our close frame once, if the socket is still open, and starts the close timer. */
   #startClose(code: number, reason: string): void {
-    if (this.#sentCloseCode !== undefined || this.#seam.state !== 'open') return
+    if (this.#sentCloseCode !== undefined) return
+    if (this.#seam.state !== 'open') {
+      // The peer started the close (ws answered it) or sent FIN: only TCP's end is left, and
+      // there is nothing to flush, so a flush timer armed by close() must not judge it.
+      if (this.#seam.state === 'closing') this.#awaitEnding()
+      return
+    }
     this.#sentCloseCode = code
+    // From here the close timer watches the peer; a keepalive ping could not be answered in
+    // time by a peer that is closing honestly.
+    this.#keepAlive?.stop()
     // A paused socket reads nothing, so it would never see the peer's answering close frame
     // (the createWebSocketStream `_final` trap); from here on reading is never paused again.
     this.#seam.resume()
@@ -429,6 +440,21 @@ export class Connection {
     // Every byte went out before our close frame. A peer that answered it but keeps TCP open
     // has completed the handshake (RFC 6455 §7.1.1 leaves closing TCP to the server), so the
     // ending is judged by the code that came, if one did.
+    this.#closeTimedOut = true
+    this.#seam.terminate()
+  }
+
+  /**
+   * Bounds the wait for a connection that is closing without a timer of ours (ws starts none
+   * for a peer's FIN): at `closeTimeout` it is cut and judged by the code that came, if any.
+   */
+  #awaitEnding(): void {
+    clearTimeout(this.#closeTimer)
+    this.#closeTimer = setTimeout(lingerTimerFired, this.#options.closeTimeout, this)
+  }
+
+  #onLingerTimeout(): void {
+    this.#closeTimer = undefined
     this.#closeTimedOut = true
     this.#seam.terminate()
   }
@@ -526,6 +552,7 @@ export class Connection {
       frameSent: (connection, error) => connection.#frameSent(error)
     }
     closeTimerFired = (connection) => connection.#onCloseTimeout()
+    lingerTimerFired = (connection) => connection.#onLingerTimeout()
     flushTimerFired = (connection) => connection.#onFlushCheck()
   }
 

@@ -35,6 +35,10 @@ export class WsDuplex
 
   /** The `_write` callback held back while the send queue is over the high water mark. */
   #heldWrite: WriteCallback | undefined
+  /** Pipes from this stream into other streams, still attached. */
+  #pipesElsewhere = 0
+  /** The held callback is a refused write's: only the connection's ending may answer it. */
+  #heldWriteRefused = false
   #readFace: 'stream' | 'source' | undefined
   #writeFace: 'stream' | 'sink' | undefined
   #source: SourceQueue | undefined
@@ -233,6 +237,7 @@ export class WsDuplex
   #refuseWrite(callback: WriteCallback): boolean {
     if (this.#connection.acceptsWrites) return false
     this.#heldWrite = callback
+    this.#heldWriteRefused = true
     this.#connection.refuseWrite()
     return true
   }
@@ -250,7 +255,8 @@ export class WsDuplex
   #releaseHeldWrite(): void {
     const callback = this.#heldWrite
     if (callback === undefined || this.#connection.fatal !== undefined) return
-    if (!this.#connection.hasRoom) return
+    // Frames sent before the refusal are no news for a chunk that was never queued.
+    if (this.#heldWriteRefused || !this.#connection.hasRoom) return
     this.#heldWrite = undefined
     callback()
   }
@@ -263,6 +269,15 @@ export class WsDuplex
 
   override _read(): void {
     this.#connection.resumeReading()
+  }
+
+  /** A reader that stops while an error waits for it may leave a blocked writer hanging. */
+  override pause(): this {
+    super.pause()
+    if (this.#connection.fatal !== undefined) {
+      process.nextTick(readerProgressed, this.#connection)
+    }
+    return this
   }
 
   /** Every consumer (data events, pipe, async iteration) reads through here. */
@@ -285,6 +300,17 @@ export class WsDuplex
       )
     }
     this.#readFace = 'stream'
+    // A pipe into another stream is a reader that resumes once its destination drains; a
+    // pipe into this stream is not (it waits on our own writes).
+    if ((destination as unknown) !== this) {
+      this.#pipesElsewhere++
+      const onUnpipe = (source: unknown): void => {
+        if (source !== this) return
+        destination.removeListener('unpipe', onUnpipe)
+        this.#pipesElsewhere--
+      }
+      destination.on('unpipe', onUnpipe)
+    }
     return super.pipe(destination, options)
   }
 
@@ -370,8 +396,16 @@ export class WsDuplex
           duplex.destroy(error)
           return
         }
+        // A reader that is consuming will drain the bytes and come back through read(); one
+        // that stops (pause, or a pipe into ourselves held by our blocked write) is re-asked.
         const writerBlocked = duplex.#heldWrite !== undefined || duplex.#connection.finishing
-        if (duplex.readableLength === 0 || writerBlocked) duplex.destroy(error)
+        const readerConsuming =
+          duplex.readableFlowing === true ||
+          duplex.listenerCount('readable') > 0 ||
+          duplex.#pipesElsewhere > 0
+        if (duplex.readableLength === 0 || (writerBlocked && !readerConsuming)) {
+          duplex.destroy(error)
+        }
       }
 
       /**
@@ -383,7 +417,7 @@ export class WsDuplex
         const duplex = this.#duplex
         const write = duplex.#heldWrite
         duplex.#heldWrite = undefined
-        write?.()
+        write?.(duplex.#heldWriteRefused ? closedError(duplex.#connection.lastCloseCode) : null)
         finished?.()
         duplex.#readEnded = true
         duplex.push(null)

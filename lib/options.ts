@@ -100,7 +100,10 @@ export const DEFAULTS = {
 } as const
 
 /** Largest timer Node accepts without overflowing to 1 ms. */
-const MAX_TIMER_MS = 2 ** 31 - 1
+export const MAX_TIMER_MS = 2 ** 31 - 1
+
+/** Largest `maxPayload`: ws keeps it as a 32-bit integer, and 2^31 wraps to "no limit". */
+export const MAX_PAYLOAD = 2 ** 31 - 1
 
 function describe(value: unknown): string {
   return `\`${typeof value === 'string' ? value : String(value)}\` (${typeof value})`

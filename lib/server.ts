@@ -22,6 +22,7 @@ import {
   deflateOption,
   functionOption,
   integerOption,
+  MAX_PAYLOAD,
   normalizeOptions,
   objectOption,
   type NormalizedOptions,
@@ -297,8 +298,8 @@ export async function createServer(
   const normalizedDuplex = normalizeOptions(duplexOptions)
   const given = rest as Omit<ServerOptions, keyof WsDuplexOptions>
   // A misspelt option (`prot`, `maxPayLoad`) would otherwise be dropped without a word.
-  for (const name of Object.keys(given)) {
-    if (!SERVER_OPTION_NAMES.has(name)) {
+  for (const [name, value] of Object.entries(given)) {
+    if (value !== undefined && !SERVER_OPTION_NAMES.has(name)) {
       throw new TypeError(`Unknown option \`${name}\` for createServer()`)
     }
   }
@@ -321,7 +322,13 @@ export async function createServer(
     )
   }
   const port = integerOption('port', given.port, 0, 0, 65535)
-  const maxPayload = integerOption('maxPayload', given.maxPayload, DEFAULTS.maxPayload, 1, 2 ** 31)
+  const maxPayload = integerOption(
+    'maxPayload',
+    given.maxPayload,
+    DEFAULTS.maxPayload,
+    1,
+    MAX_PAYLOAD
+  )
   const handshakeTimeout = timeoutOption(
     'handshakeTimeout',
     given.handshakeTimeout,

@@ -12,7 +12,7 @@ import {
 } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { PassThrough } from 'node:stream'
+import { PassThrough, Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
 import { main, ExitCode, type CliIo } from '../lib/cli.js'
@@ -485,6 +485,16 @@ describe('ws-duplex CLI', () => {
       // The WebSocket failed, not stdout (which the pipeline tears down with the same error).
       expect(errorLine(run.stderr)).to.not.include('stdout')
       expect(run.stdout.text).to.equal('partial')
+    })
+
+    it("labels stdout's own write error as stdout's", async () => {
+      const { url, next } = await wsServer()
+      const epipe = Object.assign(new Error('write EPIPE'), { code: 'EPIPE' })
+      const stdout = new Writable({ write: (_chunk, _encoding, callback) => callback(epipe) })
+      const run = runMain(['connect', url, '--on-eof', 'wait'], { stdout })
+      ;(await next()).write(Buffer.from('bytes for a closed pipe'))
+      expect(await run.status()).to.equal(ExitCode.Abnormal)
+      expect(errorLine(run.stderr)).to.match(/: stdout: write EPIPE/)
     })
 
     it('exits 1 with ERR_PEER_CLOSED_WITH_ERROR when the server closes with 1011', async () => {

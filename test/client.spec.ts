@@ -267,6 +267,11 @@ describe('connect', () => {
   })
 
   describe('option handshakeTimeout', () => {
+    it("accepts 0 (ws's no timeout; `timeout` still bounds the attempt)", async () => {
+      const { url } = await startWsServer(cleanup)
+      await open(url, { handshakeTimeout: 0 })
+    })
+
     it('rejects a negative value with a RangeError naming it', async () => {
       const error = await rejectionOf(connect('ws://127.0.0.1:1', { handshakeTimeout: -1 }))
       expect(error).to.be.instanceOf(RangeError)
@@ -317,7 +322,7 @@ describe('connect', () => {
     })
 
     // ws reads 0, a negative or a non-number as no limit at all.
-    for (const maxPayload of [0, -1, Number.NaN, '1048576']) {
+    for (const maxPayload of [0, -1, 2 ** 31, Number.NaN, '1048576']) {
       it(`rejects ${String(maxPayload)} (${typeof maxPayload}) naming it`, async () => {
         const error = await rejectionOf(
           connect('ws://127.0.0.1:1', { maxPayload: maxPayload as number })

@@ -48,6 +48,15 @@ async function peerClosedWith1011(): Promise<{ duplex: WsDuplex; peer: RawPeer }
   return { duplex, peer }
 }
 
+/** Resolves once `check()` holds, checked on every turn of the event loop, for at most `ms`. */
+async function until(check: () => boolean, what: string, ms = 2000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+}
+
 function closeEvent(duplex: WsDuplex, ms = 3000): Promise<[CloseInfo]> {
   return onceWithin<[CloseInfo]>(duplex.events, 'close', ms)
 }
@@ -367,6 +376,56 @@ describe('WsDuplex', () => {
       expect(info).to.deep.equal({ code: 1000, reason: '', wasClean: true })
       expect((await received).length).to.equal(0)
       expect(errors).to.deep.equal([])
+    })
+
+    it('close() after the peer started the close waits for TCP, not for a flush', async () => {
+      const { duplex, peer } = await halfOpenPair({ closeTimeout: 300 })
+      const errors: Error[] = []
+      duplex.on('error', (error: Error) => errors.push(error))
+      duplex.resume()
+      peer.sendClose(1000)
+      expect((await peer.nextFrame()).opcode).to.equal(Opcode.Close)
+      const info = await withTimeout(duplex.close(), 3000, 'close()')
+      expect(info).to.deep.equal({ code: 1000, reason: '', wasClean: true })
+      expect(errors).to.deep.equal([])
+    })
+
+    it('keepalive does not fail a close the peer answered but lingers over', async () => {
+      const { duplex, peer } = await halfOpenPair({
+        closeTimeout: 500,
+        keepAlive: { interval: 40, timeout: 60 }
+      })
+      const errors: Error[] = []
+      duplex.on('error', (error: Error) => errors.push(error))
+      duplex.resume()
+      const result = duplex.close()
+      expect((await peer.nextFrame()).opcode).to.equal(Opcode.Close)
+      peer.sendClose(1000)
+      // The peer now stays silent: no pong for keepalive, no FIN.
+      expect((await withTimeout(result, 3000, 'close()')).wasClean).to.equal(true)
+      expect(errors).to.deep.equal([])
+    })
+
+    it('bounds a write refused after a FIN that leaves our bytes stuck', async () => {
+      const { duplex, peer } = await rawPair({ closeTimeout: 300 })
+      duplex.resume()
+      peer.pause()
+      const errored = streamError(duplex)
+      // Fill the kernel buffers while every write is still accepted (a paused peer reads none).
+      const chunk = patternBytes(64 * 1024)
+      await until(() => {
+        duplex.write(chunk)
+        return duplex.socket.bufferedAmount > 0
+      }, 'bytes held by ws')
+      peer.end()
+      // ws sees the FIN and starts closing, but cannot flush to a peer that reads nothing.
+      await until(() => duplex.socket.readyState === WebSocket.CLOSING, 'ws to start closing')
+      const written = new Promise<Error | null | undefined>((resolve) =>
+        duplex.write(chunk, resolve)
+      )
+      const error = await withTimeout(written, 3000, 'the late write() callback')
+      expect(error).to.be.instanceOf(WsDuplexError)
+      expect(await errored).to.equal(error)
     })
 
     it('counts from when the close frame is flushed, not from end()', async () => {
@@ -774,7 +833,52 @@ describe('WsDuplex', () => {
     })
   })
 
+  describe('ending while a piped reader drains an abnormal ending', () => {
+    it('delivers every byte that arrived to a slow pipe, then fails end()', async () => {
+      const { duplex, peer } = await rawPair({ readableHighWaterMark: 4 * 1024 * 1024 })
+      const payload = patternBytes(20 * 65536)
+      for (let i = 0; i < 20; i++) peer.sendBinary(payload.subarray(i * 65536, (i + 1) * 65536))
+      peer.end()
+      await closeEvent(duplex)
+      const errored = streamError(duplex)
+      const chunks: Buffer[] = []
+      let ended: Promise<Error | null | undefined> | undefined
+      const slow = new Writable({
+        highWaterMark: 65536,
+        write(chunk: Buffer, _encoding, callback) {
+          chunks.push(chunk)
+          ended ??= new Promise((resolve) => duplex.end(resolve))
+          setImmediate(callback)
+        }
+      })
+      duplex.pipe(slow)
+      expect(await errored).to.include({ code: 'ERR_ABNORMAL_CLOSURE' })
+      expect(Buffer.concat(chunks).equals(payload)).to.equal(true)
+      expect(await ended).to.include({ code: 'ERR_ABNORMAL_CLOSURE' })
+    })
+  })
+
   describe('writing while the peer closes with 1011', () => {
+    it('never reports success for a write refused while earlier frames still flush', async () => {
+      const { duplex, peer } = await rawPair()
+      duplex.resume()
+      const errored = streamError(duplex)
+      const big = patternBytes(16 * 1024 * 1024)
+      duplex.write(big)
+      // The write after `big` reaches the socket only once `big` is accepted: while closing.
+      const late = new Promise<Error | null | undefined>((resolve) =>
+        duplex.write(Buffer.from('late'), resolve)
+      )
+      expect((await peer.nextFrame()).opcode).to.equal(Opcode.Binary)
+      peer.sendClose(1000)
+      const got = await peer.readUntilClose(10_000)
+      peer.end()
+      expect(got.data.length + 65536).to.equal(big.length)
+      const error = await withTimeout(late, 3000, 'the late write() callback')
+      expect(error).to.include({ code: 'ERR_STREAM_CLOSED', closeCode: 1000 })
+      expect(await errored).to.equal(error)
+    })
+
     it('fails a write() in between with the 1011, not just "closed"', async () => {
       const { duplex, peer } = await peerClosedWith1011()
       const errored = streamError(duplex)

@@ -290,6 +290,16 @@ describe('createServer', () => {
   })
 
   describe('option validation', () => {
+    it('rejects maxPayload 2^31, which ws would wrap to no limit', async () => {
+      const error = await rejectionOf(createServer({ port: 0, maxPayload: 2 ** 31 }))
+      expect(error).to.be.instanceOf(RangeError)
+      expect(error.message).to.include('`maxPayload`')
+    })
+
+    it('ignores an unknown option given as undefined', async () => {
+      await start({ prot: undefined } as ServerOptions)
+    })
+
     const bad: [string, Record<string, unknown>][] = [
       ['host', { host: 123 }],
       ['allowedOrigins', { allowedOrigins: [1] }],
