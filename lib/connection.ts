@@ -440,8 +440,7 @@ export class Connection {
     // Every byte went out before our close frame. A peer that answered it but keeps TCP open
     // has completed the handshake (RFC 6455 §7.1.1 leaves closing TCP to the server), so the
     // ending is judged by the code that came, if one did.
-    this.#closeTimedOut = true
-    this.#seam.terminate()
+    this.#onLingerTimeout()
   }
 
   /**
