@@ -37,7 +37,7 @@ export class WsDuplex
   #heldWrite: WriteCallback | undefined
   /** Pipes from this stream into other streams, still attached. */
   #pipesElsewhere = 0
-  /** The held callback is a refused write's: only the connection's ending may answer it. */
+  /** The held callback is a refused write's (final): only the connection's ending answers it. */
   #heldWriteRefused = false
   #readFace: 'stream' | 'source' | undefined
   #writeFace: 'stream' | 'sink' | undefined

@@ -48,6 +48,11 @@ async function peerClosedWith1011(): Promise<{ duplex: WsDuplex; peer: RawPeer }
   return { duplex, peer }
 }
 
+/** What `duplex.write(chunk)` calls back with (null or undefined for success). */
+function writeOutcome(duplex: WsDuplex, chunk: Uint8Array): Promise<Error | null | undefined> {
+  return new Promise((resolve) => duplex.write(chunk, resolve))
+}
+
 /** Resolves once `check()` holds, checked on every turn of the event loop, for at most `ms`. */
 async function until(check: () => boolean, what: string, ms = 2000): Promise<void> {
   const deadline = Date.now() + ms
@@ -420,9 +425,7 @@ describe('WsDuplex', () => {
       peer.end()
       // ws sees the FIN and starts closing, but cannot flush to a peer that reads nothing.
       await until(() => duplex.socket.readyState === WebSocket.CLOSING, 'ws to start closing')
-      const written = new Promise<Error | null | undefined>((resolve) =>
-        duplex.write(chunk, resolve)
-      )
+      const written = writeOutcome(duplex, chunk)
       const error = await withTimeout(written, 3000, 'the late write() callback')
       expect(error).to.be.instanceOf(WsDuplexError)
       expect(await errored).to.equal(error)
@@ -807,9 +810,7 @@ describe('WsDuplex', () => {
       })
       cleanup.add(() => raw.close())
       const duplex = new WsDuplex(new WebSocket(raw.url))
-      const writeError = new Promise<Error | null | undefined>((resolve) =>
-        duplex.write(Buffer.from('never sent'), resolve)
-      )
+      const writeError = writeOutcome(duplex, Buffer.from('never sent'))
       const error = await streamError(duplex)
       expect(error).to.include({ code: 'ERR_HANDSHAKE_REJECTED', status: 403 })
       expect(await withTimeout(writeError, 2000, 'the write callback')).to.include({
@@ -866,9 +867,7 @@ describe('WsDuplex', () => {
       const big = patternBytes(16 * 1024 * 1024)
       duplex.write(big)
       // The write after `big` reaches the socket only once `big` is accepted: while closing.
-      const late = new Promise<Error | null | undefined>((resolve) =>
-        duplex.write(Buffer.from('late'), resolve)
-      )
+      const late = writeOutcome(duplex, Buffer.from('late'))
       expect((await peer.nextFrame()).opcode).to.equal(Opcode.Binary)
       peer.sendClose(1000)
       const got = await peer.readUntilClose(10_000)
@@ -882,9 +881,7 @@ describe('WsDuplex', () => {
     it('fails a write() in between with the 1011, not just "closed"', async () => {
       const { duplex, peer } = await peerClosedWith1011()
       const errored = streamError(duplex)
-      const written = new Promise<Error | null | undefined>((resolve) =>
-        duplex.write(Buffer.from('late'), resolve)
-      )
+      const written = writeOutcome(duplex, Buffer.from('late'))
       peer.end()
       const error = await withTimeout(written, 3000, 'the write() callback')
       expect(error).to.include({ code: 'ERR_PEER_CLOSED_WITH_ERROR', closeCode: 1011 })
@@ -931,9 +928,7 @@ describe('WsDuplex', () => {
     it('fails write() with the reset instead of waiting forever', async () => {
       const duplex = await resetWithUnreadBytes()
       const errored = streamError(duplex)
-      const written = new Promise<Error | null | undefined>((resolve) =>
-        duplex.write(Buffer.from('late'), resolve)
-      )
+      const written = writeOutcome(duplex, Buffer.from('late'))
       const error = await withTimeout(written, 2000, 'the write() callback')
       expect(error).to.include({ code: 'ERR_ABNORMAL_CLOSURE', closeCode: 1006 })
       expect(await errored).to.equal(error)
