@@ -1,6 +1,8 @@
 /**
  * Keepalive: ping a quiet peer and give up on a silent one. Any incoming frame counts as life,
- * so the hot path only sets a flag; the timers sample it.
+ * so the hot path only notes the time; the timers read it. (Keepalive is off by default, and
+ * frames carry up to 64 KiB each, so one clock read per frame is noise.) The ping goes out a
+ * whole `interval` after the last frame, not at the next multiple of it.
  *
  * While our reader is slow the socket is paused and frames (the pong included) wait unread in
  * the kernel: the peer is fine, we are the slow ones. So a paused socket never times out; the
@@ -18,7 +20,9 @@ export class KeepAlive {
   readonly #options: NormalizedKeepAlive
   readonly #hooks: KeepAliveHooks
   #timer: NodeJS.Timeout | undefined
-  #alive = false
+  /** performance.now() of the last incoming frame (or of start, or of a paused check). */
+  #lastFrameAt = 0
+  #pingSentAt = 0
 
   constructor(options: NormalizedKeepAlive, hooks: KeepAliveHooks) {
     this.#options = options
@@ -27,14 +31,15 @@ export class KeepAlive {
 
   start(): void {
     if (this.#timer !== undefined) return
+    this.#lastFrameAt = performance.now()
     this.#timer = setTimeout(this.#onIdleCheck, this.#options.interval)
     // The socket keeps the process alive while it is open; this timer alone must not.
     this.#timer.unref()
   }
 
-  /** Called for every incoming frame: kept to one assignment. */
+  /** Called for every incoming frame: kept to one clock read. */
   sawFrame(): void {
-    this.#alive = true
+    this.#lastFrameAt = performance.now()
   }
 
   stop(): void {
@@ -49,24 +54,28 @@ export class KeepAlive {
     this.#timer.unref()
   }
 
-  #heardFrom(): boolean {
-    const alive = this.#alive || this.#hooks.isPaused()
-    this.#alive = false
-    return alive
+  /** Re-arms the idle check for `interval` after the last frame (a paused socket is a frame now). */
+  #checkAgain(now: number): void {
+    if (this.#hooks.isPaused()) this.#lastFrameAt = now
+    const due = this.#lastFrameAt + this.#options.interval - now
+    this.#rearm(this.#onIdleCheck, Math.max(1, Math.ceil(due)))
   }
 
   readonly #onIdleCheck = (): void => {
-    if (this.#heardFrom()) {
-      this.#rearm(this.#onIdleCheck, this.#options.interval)
+    const now = performance.now()
+    // Timers may fire a fraction of a millisecond early against this clock: allow for it.
+    if (now - this.#lastFrameAt < this.#options.interval - 1 || this.#hooks.isPaused()) {
+      this.#checkAgain(now)
       return
     }
+    this.#pingSentAt = now
     this.#hooks.sendPing()
     this.#rearm(this.#onPingDeadline, this.#options.timeout)
   }
 
   readonly #onPingDeadline = (): void => {
-    if (this.#heardFrom()) {
-      this.#rearm(this.#onIdleCheck, this.#options.interval)
+    if (this.#lastFrameAt >= this.#pingSentAt || this.#hooks.isPaused()) {
+      this.#checkAgain(performance.now())
       return
     }
     this.stop()

@@ -987,6 +987,21 @@ describe('WsDuplex', () => {
       await peer.tcpClosed()
     })
 
+    it('pings a whole interval after the last incoming frame, not at the next check', async () => {
+      const interval = 400
+      const { duplex, peer } = await rawPair({ keepAlive: { interval, timeout: 2000 } })
+      duplex.resume()
+      duplex.on('error', () => {})
+      const sentAt = performance.now()
+      peer.sendBinary(Buffer.from('life'))
+      const ping = await peer.nextFrame(3000)
+      const silence = performance.now() - sentAt
+      expect(ping.opcode).to.equal(Opcode.Ping)
+      expect(silence).to.be.at.least(interval - 5)
+      // A check sampled once per interval would wait for the second one: about 2 x interval.
+      expect(silence).to.be.below(interval * 1.75)
+    })
+
     it('counts any incoming frame as life', async () => {
       const { duplex, peer } = await rawPair({ keepAlive: { interval: 100, timeout: 150 } })
       duplex.resume()
