@@ -107,7 +107,7 @@ export interface ServerOptions extends WsDuplexOptions {
 export interface WsDuplexServerEvents {
   /** A client connected. */
   connection: [duplex: WsDuplex, request: IncomingMessage]
-  /** The HTTP server failed. */
+  /** The HTTP server ws-duplex created failed (an attached server's errors stay on it). */
   error: [error: Error]
   /** The server stopped and every connection ended. */
   close: []
@@ -130,7 +130,8 @@ export class WsDuplexServer extends EventEmitter<WsDuplexServerEvents> {
   readonly #connections = new Set<WsDuplex>()
   /** Connections waiting for an async iterator, and iterators waiting for connections. */
   readonly #iterators = new Set<ConnectionQueue>()
-  #pendingUpgrades = 0
+  /** Sockets whose upgrade is being checked (verifyClient may take a while). */
+  readonly #upgrading = new Set<NodeDuplex>()
   #closing: Promise<void> | undefined
 
   /** @internal use createServer() */
@@ -146,7 +147,8 @@ export class WsDuplexServer extends EventEmitter<WsDuplexServerEvents> {
     this.#wss = wss
     this.#options = options
     http.on('upgrade', this.#onUpgrade)
-    http.on('error', this.#onHttpError)
+    // An attached server's errors are its owner's to handle, on the server they listen to.
+    if (ownsHttp) http.on('error', this.#onHttpError)
   }
 
   address(): AddressInfo | string | null {
@@ -170,6 +172,8 @@ export class WsDuplexServer extends EventEmitter<WsDuplexServerEvents> {
   async #shutdown(): Promise<void> {
     this.#http.off('upgrade', this.#onUpgrade)
     const stopped = this.#ownsHttp ? closeHttpServer(this.#http) : Promise.resolve()
+    // A verifyClient that never settles must not hold the close: these get their 503 now.
+    for (const socket of this.#upgrading) refuseUpgrade(socket, 503)
     await Promise.all(
       [...this.#connections].map((duplex) =>
         duplex.destroyed && duplex.closeInfo === undefined
@@ -223,12 +227,12 @@ export class WsDuplexServer extends EventEmitter<WsDuplexServerEvents> {
     }
     if (
       this.#closing !== undefined ||
-      this.#connections.size + this.#pendingUpgrades >= options.maxConnections
+      this.#connections.size + this.#upgrading.size >= options.maxConnections
     ) {
       refuseUpgrade(socket, 503)
       return
     }
-    this.#pendingUpgrades++
+    this.#upgrading.add(socket)
     try {
       if (options.verifyClient !== undefined) {
         const secure = 'encrypted' in socket && socket.encrypted === true
@@ -240,6 +244,12 @@ export class WsDuplexServer extends EventEmitter<WsDuplexServerEvents> {
       }
       if (this.#closing !== undefined) {
         refuseUpgrade(socket, 503)
+        return
+      }
+      // The client left while verifyClient ran: ws would destroy the socket without calling
+      // back, and its 'close' has already passed, so the wait below would never end.
+      if (socket.destroyed || !socket.readable || !socket.writable) {
+        socket.destroy()
         return
       }
       await new Promise<void>((resolve) => {
@@ -254,7 +264,7 @@ export class WsDuplexServer extends EventEmitter<WsDuplexServerEvents> {
         })
       })
     } finally {
-      this.#pendingUpgrades--
+      this.#upgrading.delete(socket)
     }
   }
 
@@ -266,7 +276,13 @@ export class WsDuplexServer extends EventEmitter<WsDuplexServerEvents> {
     // One callback per server, not a listener and closure per connection.
     duplex[kOnConnectionClosed] = this.#forget
     for (const queue of this.#iterators) queue.push(duplex)
-    this.emit('connection', duplex, request)
+    try {
+      this.emit('connection', duplex, request)
+    } catch (error) {
+      // A listener's bug, not a failed upgrade: nothing may be written as HTTP on a socket that
+      // now speaks WebSocket. It surfaces as any throwing listener's would, uncaught.
+      process.nextTick(rethrow, error)
+    }
   }
 }
 
@@ -394,7 +410,10 @@ function listen(http: Server, port: number, host: string | undefined): Promise<v
 function closeHttpServer(http: Server | HttpsServer): Promise<void> {
   return new Promise((resolve) => {
     http.close(() => resolve())
-    http.closeIdleConnections()
+    // Sockets that have not finished a request, or sent none (a port scan, a preconnect): close()
+    // stops the timer that enforces handshakeTimeout, so nothing else would end them. Upgraded
+    // sockets are no longer the HTTP server's and are closed with 1001 instead.
+    http.closeAllConnections()
   })
 }
 
@@ -414,11 +433,16 @@ const statusText: Readonly<Record<number, string>> = {
 }
 
 function refuseUpgrade(socket: NodeDuplex, status: number, message?: string): void {
+  // Refused already (at close(), while verifyClient ran): that answer is on its way.
+  if (socket.writableEnded) return
   if (!socket.writable) {
     socket.destroy()
     return
   }
   const body = message ?? statusText[status] ?? 'Refused'
+  // HTTP sockets allow half-open: a client that never closes its side would otherwise hold
+  // this one (and server.close()) forever once our answer is out.
+  socket.once('finish', destroyAfterAnswer)
   socket.end(
     `HTTP/1.1 ${status} ${statusText[status] ?? 'Refused'}\r\n` +
       'Connection: close\r\nContent-Type: text/plain\r\n' +
@@ -462,6 +486,14 @@ function pathOf(url: string | undefined): string {
 }
 
 function ignoreSocketError(): void {}
+
+function destroyAfterAnswer(this: NodeDuplex): void {
+  this.destroy()
+}
+
+function rethrow(error: unknown): never {
+  throw error
+}
 
 /** Connections handed to one `for await (const d of server)` loop. */
 class ConnectionQueue implements AsyncIterator<WsDuplex> {

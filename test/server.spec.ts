@@ -4,7 +4,7 @@ import {
   type IncomingMessage,
   type Server
 } from 'node:http'
-import { connect as netConnect, type AddressInfo } from 'node:net'
+import { connect as netConnect, type AddressInfo, type Socket } from 'node:net'
 import { expect } from 'chai'
 import {
   connect,
@@ -17,6 +17,7 @@ import {
   type VerifyClientInfo,
   type WsDuplexServer
 } from '../lib/index.js'
+import { upgradeRequest } from './helpers/hostile.js'
 import { encodeFrame, Opcode, rawConnect } from './helpers/raw-peer.js'
 import { Cleanup, closeAnsweredSlowly, streamError } from './helpers/servers.js'
 import { collect, onceWithin, withTimeout } from './helpers/wait.js'
@@ -73,6 +74,25 @@ async function refusal(url: string, options?: ConnectOptions): Promise<CodedErro
   const error = await rejectionOf(connect(url, options))
   expect(error).to.be.instanceOf(WsDuplexError)
   return error
+}
+
+/** A raw TCP client of `url`'s server, destroyed in cleanup. */
+async function tcpClient(url: string, allowHalfOpen = false): Promise<Socket> {
+  const socket = netConnect({ port: Number(new URL(url).port), host: '127.0.0.1', allowHalfOpen })
+  socket.on('error', () => {})
+  cleanup.add(() => {
+    socket.destroy()
+  })
+  await onceWithin(socket, 'connect')
+  return socket
+}
+
+/** Everything `socket` receives until the peer's FIN, as text. */
+async function receivedUntilEnd(socket: Socket, ms = 3000): Promise<string> {
+  const chunks: Buffer[] = []
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+  await onceWithin(socket, 'end', ms)
+  return Buffer.concat(chunks).toString('latin1')
 }
 
 /** A plain HTTP GET on a fresh connection (no keep-alive), bounded. */
@@ -135,6 +155,39 @@ describe('createServer', () => {
     const received = collect(serverSide)
     client.end(Buffer.from('hello server'))
     expect((await received).toString()).to.equal('hello server')
+  })
+
+  it('lets an exception from a connection listener go uncaught, writing nothing after the 101', async () => {
+    const bug = new Error('bug in onConnection')
+    const uncaught: unknown[] = []
+    let caught: () => void = () => {}
+    const wasCaught = new Promise<void>((resolve) => (caught = resolve))
+    // Mocha's own listener would fail the test: stand in for it until cleanup.
+    const mochaListeners = process.listeners('uncaughtException')
+    process.removeAllListeners('uncaughtException')
+    const onUncaught = (error: unknown): void => {
+      uncaught.push(error)
+      caught()
+    }
+    process.on('uncaughtException', onUncaught)
+    cleanup.add(() => {
+      process.off('uncaughtException', onUncaught)
+      for (const listener of mochaListeners) process.on('uncaughtException', listener)
+    })
+    const { server, url } = await start({}, () => {
+      throw bug
+    })
+    const client = await open(url)
+    await withTimeout(wasCaught, 2000, 'the uncaught exception')
+    expect(uncaught).to.deep.equal([bug])
+    const [serverSide] = [...server.connections]
+    expect(serverSide).to.be.instanceOf(WsDuplex)
+    serverSide?.resume()
+    client.resume()
+    expect(await withTimeout(client.close(), 3000, 'close()')).to.deep.include({
+      code: 1000,
+      wasClean: true
+    })
   })
 
   describe('async iteration', () => {
@@ -362,6 +415,34 @@ describe('createServer', () => {
       expect(accepted).to.have.length(2)
     })
 
+    it('gives the place back when a client leaves while verifyClient runs', async () => {
+      let calls = 0
+      let firstVerified: (request: IncomingMessage) => void = () => {}
+      const verifying = new Promise<IncomingMessage>((resolve) => (firstVerified = resolve))
+      let release: (verdict: boolean) => void = () => {}
+      const { url, accepted } = await start({
+        maxConnections: 1,
+        verifyClient: ({ req }) => {
+          if (++calls > 1) return true
+          firstVerified(req)
+          return new Promise<boolean>((resolve) => (release = resolve))
+        }
+      })
+      const leaver = await tcpClient(url)
+      leaver.write(upgradeRequest(Number(new URL(url).port)))
+      const request = await withTimeout(verifying, 2000, 'verifyClient to be called')
+      const serverSocketClosed = withTimeout(
+        new Promise((resolve) => request.socket.once('close', resolve)),
+        2000,
+        "the server socket's close"
+      )
+      leaver.resetAndDestroy()
+      await serverSocketClosed
+      release(true)
+      await open(url)
+      expect(accepted).to.have.length(1)
+    })
+
     it('rejects 0 with a RangeError naming it', async () => {
       const error = await rejectionOf(createServer({ host: '127.0.0.1', maxConnections: 0 }))
       expect(error).to.be.instanceOf(RangeError)
@@ -567,6 +648,20 @@ describe('createServer', () => {
       expect(response.body).to.equal('plain http')
     })
 
+    it("leaves the attached server's errors to its own listeners", async () => {
+      const { base } = await startHttp()
+      const http = createHttpServer()
+      const server = await createServer({ server: http })
+      cleanup.add(() => server.close())
+      const relayed: Error[] = []
+      server.on('error', (error) => relayed.push(error))
+      const failed = onceWithin<[Error]>(http, 'error')
+      http.listen(Number(base.split(':')[1]), '127.0.0.1')
+      const [error] = await failed
+      expect(error).to.include({ code: 'EADDRINUSE' })
+      expect(relayed).to.deep.equal([])
+    })
+
     it('leaves the http server listening on close()', async () => {
       const { http, base } = await startHttp()
       const server = await createServer({ server: http })
@@ -646,6 +741,41 @@ describe('createServer', () => {
       expect(error).to.include({ code: 'ERR_HANDSHAKE_REJECTED', status: 503 })
       await withTimeout(closing, 3000, 'server.close()')
       expect(accepted).to.have.length(0)
+    })
+
+    it('ends clients that sent no request or half of one, instead of waiting for them', async () => {
+      const { server, url } = await start()
+      const silent = await tcpClient(url)
+      const halfway = await tcpClient(url)
+      halfway.write(upgradeRequest(Number(new URL(url).port)).slice(0, 40))
+      // The server accepts in order: once this client is in, so are the two above.
+      await open(url)
+      const ended = [silent, halfway].map((socket) => onceWithin(socket, 'close', 2000))
+      await withTimeout(server.close(), 2000, 'server.close()')
+      await Promise.all(ended)
+    })
+
+    it('refuses with 503 a verifyClient that never settles, and resolves', async () => {
+      let verifying: () => void = () => {}
+      const called = new Promise<void>((resolve) => (verifying = resolve))
+      const { server, url } = await start({
+        verifyClient: () => {
+          verifying()
+          return new Promise<boolean>(() => {})
+        }
+      })
+      const attempt = rejectionOf(connect(url))
+      await withTimeout(called, 2000, 'verifyClient to be called')
+      await withTimeout(server.close(), 2000, 'server.close()')
+      expect(await attempt).to.include({ code: 'ERR_HANDSHAKE_REJECTED', status: 503 })
+    })
+
+    it('does not wait for a refused client that keeps its side of TCP open', async () => {
+      const { server, url } = await start({ path: '/only' })
+      const client = await tcpClient(url, true)
+      client.write(upgradeRequest(Number(new URL(url).port)))
+      expect(await receivedUntilEnd(client)).to.match(/^HTTP\/1\.1 404 /)
+      await withTimeout(server.close(), 2000, 'server.close()')
     })
 
     it("emits 'close' and is idempotent", async () => {
