@@ -12,7 +12,7 @@
  */
 import { Connection, type ConnectionFace } from '../lib/connection.js'
 import type { EventSink } from '../lib/events.js'
-import { drainSource, type ChunkWriter } from '../lib/iterable.js'
+import { SinkRun, type ChunkWriter } from '../lib/iterable.js'
 import { normalizeOptions } from '../lib/options.js'
 import type { SendCallback, SocketHandler, SocketSeam, SocketState } from '../lib/seam.js'
 
@@ -82,7 +82,7 @@ async function measure(frames: number, writableHighWaterMark: number): Promise<v
     }
   }
   const start = process.hrtime.bigint()
-  await drainSource(writer, chunks())
+  await new SinkRun(writer, chunks()).done
   const wallNs = Number(process.hrtime.bigint() - start)
   const usedUs = cpuUs(process.cpuUsage(cpu))
   if (seam.frames !== frames) throw new Error(`sent ${seam.frames} frames, expected ${frames}`)

@@ -369,8 +369,10 @@ export class Connection {
     // The peer learns a real code rather than 1006; then terminate without waiting. Bytes written
     // just before a failure reach the peer ahead of the 1011 that reports it.
     if (this.#seam.state === 'open' && this.#sentCloseCode === undefined) {
-      this.#flushOrDiscard()
-      const code = isFailure ? CloseCode.InternalError : CloseCode.Normal
+      // Written bytes dropped here make the transfer incomplete: the peer must not see 1000.
+      const dropped = this.#flushOrDiscard() > 0
+      if (dropped) this.#releasedWithFailure = true
+      const code = isFailure || dropped ? CloseCode.InternalError : CloseCode.Normal
       this.#sentCloseCode = code
       this.#seam.close(code, '')
       this.#emitClosing(code, '', 'local')
@@ -383,14 +385,16 @@ export class Connection {
    * close frame. That is less than one frame (full frames leave at once), unless writes piled
    * up while connecting: more could push the close frame past what reaches the kernel before
    * the terminate, and the peer would see 1006 instead, so that is dropped, as Node's
-   * destroy() drops its buffered writes.
+   * destroy() drops its buffered writes. Returns how many bytes were dropped.
    */
-  #flushOrDiscard(): void {
+  #flushOrDiscard(): number {
     const queue = this.#queue
-    if (queue === undefined) return
+    if (queue === undefined) return 0
     if (queue.queuedBytes <= this.#options.maxFrameSize && this.#seam.sendsSurviveTerminate) {
       queue.flush()
-    } else queue.discard()
+      return 0
+    }
+    return queue.discard()
   }
 
   /** Sends our close frame once, if the socket is still open, and starts the close timer. */
@@ -500,13 +504,17 @@ export class Connection {
     if (this.#fatal !== undefined || this.#released !== undefined) return
     if (!isBinary && this.#refuseText(data)) return
     if (data.length === 0) return
-    if (this.#face.deliver(data) || this.#sentCloseCode !== undefined) return
+    if (this.#face.deliver(data)) return
+    const limit = this.#options.maxReadBuffer
+    // After our close frame the peer's answer must still be read (§5.5.1), so reading goes on
+    // past the reader's mark, but only up to maxReadBuffer: a peer that keeps sending must not
+    // grow memory without bound. Reading resumes as the reader catches up.
+    if (this.#sentCloseCode !== undefined && this.#face.unreadBytes <= limit) return
     if (this.#seam.canPause) {
       this.#seam.pause()
       return
     }
     // A WHATWG socket cannot stop reading: past the limit, fail rather than grow without bound.
-    const limit = this.#options.maxReadBuffer
     if (this.#face.unreadBytes > limit) {
       this.fail(
         new WsDuplexError(

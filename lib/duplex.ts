@@ -12,7 +12,13 @@ import { Connection, closedError, isFailure, type ConnectionFace } from './conne
 import { DuplexEvents } from './duplex-events.js'
 import { WsDuplexError } from './errors.js'
 import type { CloseInfo } from './events.js'
-import { drainSource, SourceQueue, type ChunkWriter, type SinkChunk } from './iterable.js'
+import {
+  closedWhileSinking,
+  SinkRun,
+  SourceQueue,
+  type ChunkWriter,
+  type SinkChunk
+} from './iterable.js'
 import { normalizeOptions, type WsDuplexOptions } from './options.js'
 import { NodeWsSocket } from './socket.js'
 
@@ -39,12 +45,15 @@ export class WsDuplex
   #pipesElsewhere = 0
   /** The held callback is a refused write's (final): only the connection's ending answers it. */
   #heldWriteRefused = false
+  /** Bytes of the write whose callback is held (Node counts them in `writableLength`). */
+  #heldWriteBytes = 0
   #readFace: 'stream' | 'source' | undefined
   #writeFace: 'stream' | 'sink' | undefined
   #source: SourceQueue | undefined
   /** The readable side was ended after a clean close. */
   #readEnded = false
-  #sink: ((source: Source<SinkChunk>) => Promise<void>) | undefined;
+  #sink: ((source: Source<SinkChunk>) => Promise<void>) | undefined
+  #sinkRun: SinkRun | undefined;
   /** @internal */
   [kOnConnectionClosed]: ((duplex: WsDuplex) => void) | undefined
 
@@ -89,8 +98,9 @@ export class WsDuplex
 
   /**
    * The bytes received, as an async iterable (it-stream-types `Source`). Breaking out of it
-   * destroys the stream like breaking out of `for await (const chunk of d)`: the peer gets a
-   * 1000 close frame. Using it together with the Duplex read face is an `ERR_FACE_CONFLICT`.
+   * destroys the stream like breaking out of `for await (const chunk of d)`: the peer gets
+   * 1000, or 1011 while writes are unfinished (see destroy()). Using it together with the
+   * Duplex read face is an `ERR_FACE_CONFLICT`.
    */
   get source(): AsyncIterable<Uint8Array> {
     if (this.#source !== undefined) return this.#source
@@ -144,27 +154,34 @@ export class WsDuplex
   /**
    * Sends every chunk of `source` (Uint8Array or Uint8ArrayList), awaiting backpressure, then
    * ends the stream (close frame 1000). Resolves when every byte is flushed; rejects with the
-   * stream's error. Works detached from the object, as it-pipe calls it.
+   * stream's error, at once if the connection ends while the source still runs (whose
+   * `return()` is then called). Works detached from the object, as it-pipe calls it.
    */
   get sink(): (source: Source<SinkChunk>) => Promise<void> {
     return (this.#sink ??= (source) => this.#runSink(source))
   }
 
   async #runSink(source: Source<SinkChunk>): Promise<void> {
-    if (this.#writeFace !== undefined || this.writableEnded) {
+    if (this.#writeFace !== undefined) {
       throw new WsDuplexError(
         'ERR_FACE_CONFLICT',
         this.#writeFace === 'sink'
           ? '`sink()` can be called only once'
-          : '`sink()` cannot be used once the Duplex write face (write, end, pipe) is in use'
+          : '`sink()` cannot be used once the Duplex write face (write, pipe) is in use'
       )
     }
-    this.#writeFace = 'sink'
     // As for `source`: the error reaches sink users as the rejection, so an 'error' event
     // nobody listens to must not also crash the process. A reader on the Duplex face (pipe,
     // 'data') hears of errors through 'error', as from any Node stream.
     if (this.#readFace === undefined && this.readableFlowing === null) this.on('error', ignoreError)
-    await drainSource(this.#sinkWriter(), source)
+    const connection = this.#connection
+    // While merely closing, the first chunk is refused and reports how the connection ends.
+    if (this.destroyed || this.writableEnded || connection.closeInfo !== undefined) {
+      throw connection.fatal ?? this.errored ?? closedError(connection.lastCloseCode)
+    }
+    this.#writeFace = 'sink'
+    this.#sinkRun = new SinkRun(this.#sinkWriter(), source)
+    await this.#sinkRun.done
   }
 
   /**
@@ -177,7 +194,8 @@ export class WsDuplex
     const connection = this.#connection
     return {
       write: (chunk) => {
-        if (this.destroyed || this.writableEnded) throw connection.fatal ?? closedError()
+        if (this.destroyed) throw connection.fatal ?? closedError(connection.lastCloseCode)
+        if (this.writableEnded) throw connection.fatal ?? closedWhileSinking()
         if (!connection.acceptsWrites) {
           if (connection.closeInfo !== undefined || connection.fatal !== undefined) {
             throw connection.fatal ?? closedError(connection.lastCloseCode)
@@ -191,7 +209,7 @@ export class WsDuplex
       },
       drained: () => connection.whenRoom(),
       finish: async () => {
-        if (!this.writableEnded) this.end()
+        this.#endWriteSide()
         await finished(this, { readable: false })
       },
       abort: (error) => {
@@ -221,22 +239,60 @@ export class WsDuplex
       : super.write(chunk, encoding as BufferEncoding, callback)
   }
 
+  /** `end(chunk)` writes without going through write(), so it is checked here too. */
+  override end(callback?: () => void): this
+  override end(chunk: unknown, callback?: () => void): this
+  override end(chunk: unknown, encoding: BufferEncoding, callback?: () => void): this
+  override end(...args: unknown[]): this {
+    const hasChunk = args.length > 0 && typeof args[0] !== 'function' && args[0] != null
+    if (this.#writeFace === 'sink' && (hasChunk || this.#sinkRun?.draining === true)) {
+      throw new WsDuplexError(
+        'ERR_FACE_CONFLICT',
+        '`end()` cannot be used while `sink()` is in use (the sink ends the stream itself)'
+      )
+    }
+    if (hasChunk) this.#writeFace ??= 'stream'
+    return super.end(...(args as Parameters<Duplex['end']>))
+  }
+
+  /** Ends the write side from within (the sink's own end, close()): no face check. */
+  #endWriteSide(): void {
+    if (!this.writableEnded) super.end()
+  }
+
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: WriteCallback): void {
     if (this.#refuseWrite(callback)) return
     this.#connection.push(chunk)
-    this.#admit(callback)
+    this.#admit(callback, chunk.length)
   }
 
   override _writev(chunks: { chunk: Buffer }[], callback: WriteCallback): void {
     if (this.#refuseWrite(callback)) return
-    for (const { chunk } of chunks) this.#connection.push(chunk)
-    this.#admit(callback)
+    let bytes = 0
+    for (const { chunk } of chunks) {
+      this.#connection.push(chunk)
+      bytes += chunk.length
+    }
+    this.#admit(callback, bytes)
+  }
+
+  #holdWrite(callback: WriteCallback, bytes: number): void {
+    this.#heldWrite = callback
+    this.#heldWriteBytes = bytes
+  }
+
+  /** Takes the held write's callback (if any) to answer it. */
+  #takeHeldWrite(): WriteCallback | undefined {
+    const callback = this.#heldWrite
+    this.#heldWrite = undefined
+    this.#heldWriteBytes = 0
+    return callback
   }
 
   /** A write once the connection is closing cannot be delivered: that is a stream error. */
   #refuseWrite(callback: WriteCallback): boolean {
     if (this.#connection.acceptsWrites) return false
-    this.#heldWrite = callback
+    this.#holdWrite(callback, this.writableLength)
     this.#heldWriteRefused = true
     this.#connection.refuseWrite()
     return true
@@ -247,18 +303,27 @@ export class WsDuplex
    * water mark; otherwise holds it until frames are flushed. While connecting every write is
    * held, so a failed handshake fails them all.
    */
-  #admit(callback: WriteCallback): void {
+  #admit(callback: WriteCallback, bytes: number): void {
     if (this.#connection.hasRoom) callback()
-    else this.#heldWrite = callback
+    else this.#holdWrite(callback, bytes)
   }
 
   #releaseHeldWrite(): void {
-    const callback = this.#heldWrite
-    if (callback === undefined || this.#connection.fatal !== undefined) return
+    if (this.#heldWrite === undefined || this.#connection.fatal !== undefined) return
     // Frames sent before the refusal are no news for a chunk that was never queued.
     if (this.#heldWriteRefused || !this.#connection.hasRoom) return
-    this.#heldWrite = undefined
-    callback()
+    this.#takeHeldWrite()?.()
+  }
+
+  /**
+   * Whether letting go now leaves a transfer unfinished: a sink whose source has not ended, or
+   * writes without end(), or chunks Node still buffers (that would be dropped). The peer must
+   * then not take the ending for a complete transfer, so it gets 1011 rather than 1000.
+   */
+  #leavesWritesUnfinished(): boolean {
+    if (this.#sinkRun?.draining === true) return true
+    if (this.#writeFace === 'stream' && !this.writableEnded) return true
+    return this.writableLength > this.#heldWriteBytes
   }
 
   override _final(callback: WriteCallback): void {
@@ -337,11 +402,13 @@ export class WsDuplex
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     const connection = this.#connection
     const failure = error ?? closedError(connection.closeInfo?.code)
-    const write = this.#heldWrite
-    this.#heldWrite = undefined
-    write?.(failure)
+    const asFailure = isFailure(error) || this.#leavesWritesUnfinished()
+    this.#takeHeldWrite()?.(failure)
     this.#source?.fail(failure)
-    connection.release(failure, isFailure(error), () => callback(error))
+    // After a clean close the connection has already given a running sink its due (its source
+    // may be about to end with the stream); this destroy only lets go of the object.
+    if (error !== null || connection.closeInfo === undefined) this.#sinkRun?.stop(failure)
+    connection.release(failure, asFailure, () => callback(error))
   }
 
   static {
@@ -374,11 +441,15 @@ export class WsDuplex
       }
 
       endWriting(): void {
-        if (!this.#duplex.writableEnded) this.#duplex.end()
+        // A running sink's next chunk is refused (closedWhileSinking), without a teardown.
+        this.#duplex.#endWriteSide()
       }
 
-      connectionClosed(): void {
+      connectionClosed(error: WsDuplexError | undefined): void {
         const duplex = this.#duplex
+        const sinkRun = duplex.#sinkRun
+        if (error !== undefined) sinkRun?.stop(error)
+        else sinkRun?.stopUnlessEnding(closedError(duplex.#connection.closeInfo?.code))
         duplex[kOnConnectionClosed]?.(duplex)
       }
 
@@ -415,8 +486,7 @@ export class WsDuplex
        */
       cleanEnd(finished: (() => void) | undefined): void {
         const duplex = this.#duplex
-        const write = duplex.#heldWrite
-        duplex.#heldWrite = undefined
+        const write = duplex.#takeHeldWrite()
         write?.(duplex.#heldWriteRefused ? closedError(duplex.#connection.lastCloseCode) : null)
         finished?.()
         duplex.#readEnded = true

@@ -10,71 +10,189 @@ export type SinkChunk = Uint8Array | Uint8ArrayList
 
 /** What the sink needs from its owner: the Duplex write path seen from outside. */
 export interface ChunkWriter {
-  /** Writes one chunk; false means wait for `drained()` before the next. */
+  /** Writes one chunk; false means wait for `drained()` before the next. Throws once closed. */
   write(chunk: Uint8Array): boolean
   /** Resolves on 'drain'; rejects when the stream fails or closes first. */
   drained(): Promise<void>
   /** Ends the writable side and resolves once every byte is flushed and the close frame sent. */
   finish(): Promise<void>
-  /** The source failed: tear the stream down with this error. */
+  /** The source failed (it threw, or gave a chunk that is not bytes): tear the stream down. */
   abort(error: Error): void
 }
 
-/**
- * Copies `source` into `writer`, awaiting backpressure; rejects with the stream's error. A chunk
- * that is not bytes (a string, a number, a Uint16Array...) fails the sink like a throwing
- * source: the chunks before it are sent, the peer gets 1011, the sink rejects with a TypeError.
- */
-export async function drainSource(writer: ChunkWriter, source: Source<SinkChunk>): Promise<void> {
-  try {
-    const iterable = source as Partial<AsyncIterable<unknown> & Iterable<unknown>> | null
-    if (typeof iterable?.[Symbol.asyncIterator] === 'function') {
-      for await (const chunk of iterable as AsyncIterable<unknown>) {
-        if (!(chunk instanceof Uint8Array)) await writeParts(writer, chunk)
-        else if (!writer.write(chunk)) await writer.drained()
-      }
-    } else if (typeof iterable?.[Symbol.iterator] === 'function') {
-      // An array or a generator: no promise and no turn of the microtask queue per chunk, only
-      // where backpressure makes the loop wait. `for await` would wait for a promise among the
-      // chunks, so this loop does too.
-      for (const item of iterable as Iterable<unknown>) {
-        const chunk = item instanceof Uint8Array || !isThenable(item) ? item : await item
-        if (!(chunk instanceof Uint8Array)) await writeParts(writer, chunk)
-        else if (!writer.write(chunk)) await writer.drained()
-      }
-    } else {
-      throw invalidArgType('the source of `sink()` to be an iterable or an async iterable', source)
-    }
-  } catch (error) {
-    const failure = error instanceof Error ? error : new Error(String(error))
-    writer.abort(failure)
-    throw failure
-  }
-  await writer.finish()
+/** What a sink rejects with when the write side ended (close()) before its source did. */
+export function closedWhileSinking(): WsDuplexError {
+  return new WsDuplexError(
+    'ERR_STREAM_CLOSED',
+    'The stream was closed before the source of `sink()` ended: its later chunks were not sent'
+  )
 }
 
+/** Only `return()` is called on it from outside the loop that owns it. */
+type SourceIterator = { return?: () => unknown }
+
 /**
- * The slow path: a Uint8Array from another realm, or a Uint8ArrayList, whose views are written
- * without a copy, each awaiting backpressure (a large list must not be queued whole).
+ * One sink at work: copies its source into the writer, awaiting backpressure. A chunk that is
+ * not bytes (a string, a number, a Uint16Array...) fails the sink like a throwing source: the
+ * chunks before it are sent, the peer gets 1011, the sink rejects with a TypeError.
+ *
+ * The stream can stop it early (failed, destroyed, or over while the source still runs). Its
+ * promise then settles at once, without waiting for a source that may never yield again, and
+ * the source is told to clean up (`return()`), as a `for await` loop that stops would.
  */
-async function writeParts(writer: ChunkWriter, chunk: unknown): Promise<void> {
-  if (isForeignBytes(chunk)) {
-    if (!writer.write(chunk)) await writer.drained()
-    return
+export class SinkRun {
+  /** Settles when every byte is flushed and the close frame sent, or with the stream's error. */
+  readonly done: Promise<void>
+  #iterator: SourceIterator | undefined
+  #draining = true
+  #stopped = false
+  #settleStopped: (error: Error) => void = noop
+
+  constructor(writer: ChunkWriter, source: Source<SinkChunk>) {
+    const stopped = new Promise<never>((_resolve, reject) => (this.#settleStopped = reject))
+    // One race per sink, not per chunk: the loop itself pays nothing for being stoppable.
+    this.done = Promise.race([this.#drain(writer, source), stopped])
   }
-  const parts = chunk as Partial<Iterable<unknown>> | null
-  if (typeof chunk !== 'object' || typeof parts?.[Symbol.iterator] !== 'function') {
-    throw invalidChunk(chunk)
+
+  /** Whether the source is still being copied (the sink has not reached its end). */
+  get draining(): boolean {
+    return this.#draining
   }
-  for (const part of parts as Iterable<unknown>) {
-    if (!(part instanceof Uint8Array) && !isForeignBytes(part)) throw invalidChunk(chunk)
-    if (!writer.write(part)) await writer.drained()
+
+  /** The stream can take no more: the sink rejects with `error` unless its source had ended. */
+  stop(error: Error): void {
+    if (!this.#draining || this.#stopped) return
+    this.#stopped = true
+    this.#settleStopped(error)
+    this.#closeSource()
+  }
+
+  /**
+   * The connection ended cleanly: a source that ends with the stream (an echo of `source`, say)
+   * is given a turn to do so, and the sink then resolves as usual. One still running after that
+   * could never send again, so it is stopped with `error`.
+   */
+  stopUnlessEnding(error: Error): void {
+    if (this.#draining) setTimeout(stopRun, 0, this, error)
+  }
+
+  async #drain(writer: ChunkWriter, source: Source<SinkChunk>): Promise<void> {
+    const iterable = source as Partial<AsyncIterable<unknown> & Iterable<unknown>> | null
+    try {
+      const asyncIterator = iterable?.[Symbol.asyncIterator]
+      const syncIterator = iterable?.[Symbol.iterator]
+      if (typeof asyncIterator === 'function') {
+        await this.#drainAsync(writer, asyncIterator.call(iterable))
+      } else if (typeof syncIterator === 'function') {
+        await this.#drainSync(writer, syncIterator.call(iterable))
+      } else {
+        throw this.#sourceFailed(
+          writer,
+          invalidArgType('the source of `sink()` to be an iterable or an async iterable', source)
+        )
+      }
+    } catch (error) {
+      // The stream's own error (closed, reset...) is not the source's fault: no abort, which
+      // would also skip the wait that lets a reader take the bytes that came before it.
+      this.#closeSource()
+      throw error
+    } finally {
+      this.#draining = false
+    }
+    if (!this.#stopped) await writer.finish()
+  }
+
+  async #drainAsync(writer: ChunkWriter, iterator: AsyncIterator<unknown>): Promise<void> {
+    this.#iterator = iterator
+    for (;;) {
+      let result: IteratorResult<unknown>
+      try {
+        result = await iterator.next()
+      } catch (error) {
+        throw this.#sourceFailed(writer, error)
+      }
+      if (this.#stopped || result.done === true) return
+      await this.#write(writer, result.value)
+      if (this.#stopped) return
+    }
+  }
+
+  /**
+   * An array or a generator: no promise and no turn of the microtask queue per chunk, only
+   * where backpressure makes the loop wait. `for await` would wait for a promise among the
+   * chunks, so this loop does too.
+   */
+  async #drainSync(writer: ChunkWriter, iterator: Iterator<unknown>): Promise<void> {
+    this.#iterator = iterator
+    for (;;) {
+      let result: IteratorResult<unknown>
+      let chunk: unknown
+      try {
+        result = iterator.next()
+        if (result.done === true) return
+        chunk = result.value
+        if (!(chunk instanceof Uint8Array) && isThenable(chunk)) chunk = await chunk
+      } catch (error) {
+        throw this.#sourceFailed(writer, error)
+      }
+      if (this.#stopped) return
+      await this.#write(writer, chunk)
+      if (this.#stopped) return
+    }
+  }
+
+  async #write(writer: ChunkWriter, chunk: unknown): Promise<void> {
+    if (chunk instanceof Uint8Array || isForeignBytes(chunk)) {
+      if (!writer.write(chunk)) await writer.drained()
+      return
+    }
+    if (!isUint8ArrayList(chunk)) throw this.#sourceFailed(writer, invalidChunk(chunk))
+    // Its views are written without a copy, each awaiting backpressure: a large list must not
+    // be queued whole.
+    for (const part of chunk) {
+      if (!writer.write(part)) await writer.drained()
+      if (this.#stopped) return
+    }
+  }
+
+  /** The source's fault: the stream is torn down (the peer gets 1011) with this error. */
+  #sourceFailed(writer: ChunkWriter, error: unknown): Error {
+    const failure = error instanceof Error ? error : new Error(String(error))
+    // A source whose next() threw is finished: it must not be asked to return().
+    this.#iterator = undefined
+    writer.abort(failure)
+    return failure
+  }
+
+  #closeSource(): void {
+    const iterator = this.#iterator
+    this.#iterator = undefined
+    try {
+      const closing: unknown = iterator?.return?.()
+      if (isThenable(closing)) closing.then(noop, noop)
+    } catch {
+      // The source's cleanup failing changes nothing about how the sink ended.
+    }
   }
 }
 
 /** A Uint8Array from another realm (a vm context, a Jest environment) fails `instanceof`. */
 function isForeignBytes(value: unknown): value is Uint8Array {
   return Object.prototype.toString.call(value) === '[object Uint8Array]'
+}
+
+/**
+ * uint8arraylist's own brand check (a global symbol, so it holds across copies and realms),
+ * written out: importing its isUint8ArrayList would pull the whole class into browser bundles.
+ */
+const kUint8ArrayList = Symbol.for('@achingbrain/uint8arraylist')
+
+function isUint8ArrayList(value: unknown): value is Uint8ArrayList {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (value as { [kUint8ArrayList]?: unknown })[kUint8ArrayList] === true
+  )
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
@@ -223,3 +341,9 @@ export class SourceQueue implements AsyncIterator<Uint8Array>, AsyncIterable<Uin
 }
 
 const EMPTY = new Uint8Array(0)
+
+function noop(): void {}
+
+function stopRun(run: SinkRun, error: Error): void {
+  run.stop(error)
+}

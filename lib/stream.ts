@@ -8,7 +8,13 @@ import { CloseCode } from './close-codes.js'
 import { Connection, closedError, isFailure, type ConnectionFace } from './connection.js'
 import { WsDuplexError } from './errors.js'
 import { StreamEvents, type CloseInfo } from './events.js'
-import { drainSource, SourceQueue, type ChunkWriter, type SinkChunk } from './iterable.js'
+import {
+  closedWhileSinking,
+  SinkRun,
+  SourceQueue,
+  type ChunkWriter,
+  type SinkChunk
+} from './iterable.js'
 import { DEFAULTS, integerOption, normalizeOptions, type WsDuplexOptions } from './options.js'
 import { WhatwgSocket, isWhatwgWebSocket, type WhatwgWebSocket } from './whatwg-socket.js'
 
@@ -33,7 +39,7 @@ export class WsStream implements ItDuplex<
   readonly #connection: Connection
   readonly #source: SourceQueue
   readonly #sink: (source: Source<SinkChunk>) => Promise<void>
-  #sinkStarted = false
+  #sinkRun: SinkRun | undefined
   /** Ending the write side: resolves once our close frame is sent. */
   #finished: Promise<void> | undefined
   #closeError: WsDuplexError | undefined
@@ -126,7 +132,10 @@ export class WsStream implements ItDuplex<
     this.#destroyed = true
     const failure = error ?? closedError(this.#connection.closeInfo?.code)
     this.#source.fail(failure)
-    this.#connection.release(failure, isFailure(error), ignore)
+    // A sink whose source has not ended leaves the transfer unfinished: the peer gets 1011.
+    const asFailure = isFailure(error) || this.#sinkRun?.draining === true
+    this.#sinkRun?.stop(failure)
+    this.#connection.release(failure, asFailure, ignore)
   }
 
   /** @internal */
@@ -151,23 +160,25 @@ export class WsStream implements ItDuplex<
   }
 
   async #runSink(source: Source<SinkChunk>): Promise<void> {
-    if (this.#sinkStarted || this.#finished !== undefined) {
-      throw new WsDuplexError(
-        'ERR_FACE_CONFLICT',
-        this.#sinkStarted ? '`sink()` can be called only once' : '`sink()` after close()'
-      )
+    if (this.#sinkRun !== undefined) {
+      throw new WsDuplexError('ERR_FACE_CONFLICT', '`sink()` can be called only once')
     }
-    this.#sinkStarted = true
-    await drainSource(this.#writer(), source)
+    const connection = this.#connection
+    if (this.#destroyed || this.#finished !== undefined || connection.closeInfo !== undefined) {
+      throw connection.fatal ?? this.#closeError ?? closedError(connection.lastCloseCode)
+    }
+    this.#sinkRun = new SinkRun(this.#writer(), source)
+    await this.#sinkRun.done
   }
 
   #writer(): ChunkWriter {
     const connection = this.#connection
     return {
       write: (chunk) => {
-        if (this.#destroyed || this.#finished !== undefined || !connection.acceptsWrites) {
+        if (this.#destroyed || !connection.acceptsWrites) {
           throw connection.fatal ?? closedError(connection.lastCloseCode)
         }
+        if (this.#finished !== undefined) throw connection.fatal ?? closedWhileSinking()
         connection.push(chunk)
         return connection.hasRoom
       },
@@ -195,11 +206,14 @@ export class WsStream implements ItDuplex<
       },
       writable: ignore,
       endWriting: () => {
-        // close() without a sink: nothing more will be written; a running sink is cut short.
+        // A running sink's next chunk is refused (closedWhileSinking), without a teardown.
         this.#finish().catch(ignore)
       },
       connectionClosed: (error) => {
         this.#closeError = error
+        const sinkRun = this.#sinkRun
+        if (error !== undefined) sinkRun?.stop(error)
+        else sinkRun?.stopUnlessEnding(closedError(this.#connection.closeInfo?.code))
       },
       surfaceFatal: (error) => {
         // The source throws it once its queued frames are read.

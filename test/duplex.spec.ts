@@ -503,6 +503,43 @@ describe('WsDuplex', () => {
       await peer.tcpClosed()
     })
 
+    it('sends 1011 when written bytes were not ended: the peer must not see a complete transfer', async () => {
+      const { duplex, peer } = await rawPair()
+      duplex.write(Buffer.from('half of it'))
+      duplex.destroy()
+      const got = await peer.readUntilClose()
+      expect(got.data.toString()).to.equal('half of it')
+      expect(got.close?.code).to.equal(1011)
+    })
+
+    it('sends 1000 after end() when every written byte still goes out first', async () => {
+      const { duplex, peer } = await rawPair()
+      duplex.end(Buffer.from('all of it'))
+      duplex.destroy()
+      const got = await peer.readUntilClose()
+      expect(got.data.toString()).to.equal('all of it')
+      expect(got.close?.code).to.equal(1000)
+    })
+
+    it('an aborted pipeline into it gives the peer 1011, not 1000', async () => {
+      const { duplex, peer } = await rawPair()
+      duplex.on('error', () => {})
+      const controller = new AbortController()
+      let sent = 0
+      const source = new Readable({
+        read() {
+          sent += 100
+          this.push(Buffer.alloc(100))
+          if (sent === 1000) controller.abort()
+        }
+      })
+      const piping = pipeline(source, duplex, { signal: controller.signal }).catch(
+        (e: unknown) => e
+      )
+      expect(await withTimeout(piping, 2000, 'pipeline()')).to.include({ name: 'AbortError' })
+      expect((await peer.readUntilClose()).close?.code).to.equal(1011)
+    })
+
     it('sends the bytes written in the same tick before its close frame', async () => {
       const { duplex, peer } = await rawPair()
       duplex.on('error', () => {})
@@ -973,6 +1010,31 @@ describe('WsDuplex', () => {
       expect(error).to.include({ code: 'ERR_PROTOCOL', closeCode: 1002 })
       const got = await peer.readUntilClose()
       expect(got.close?.code).to.equal(1002)
+    })
+  })
+
+  describe('reading after our close frame', () => {
+    it('goes on past the mark to see the answer, but pauses at maxReadBuffer, losing nothing', async () => {
+      const maxReadBuffer = 256 * 1024
+      const { duplex, peer } = await rawPair({ maxReadBuffer })
+      duplex.end()
+      expect((await peer.nextFrame()).opcode).to.equal(Opcode.Close)
+      // A peer that keeps sending before it answers: 4 MiB nobody reads yet.
+      const payload = patternBytes(4 * 1024 * 1024)
+      for (let i = 0; i < payload.length; i += 64 * 1024) {
+        peer.sendBinary(payload.subarray(i, i + 64 * 1024))
+      }
+      peer.sendClose(1000)
+      const { stalled, stop } = whenStalled(() => duplex.readableLength, 100)
+      cleanup.add(stop)
+      await withTimeout(stalled, 3000, 'reading to stop')
+      // At most one read of the socket past the limit.
+      expect(duplex.readableLength)
+        .to.be.above(64 * 1024)
+        .and.at.most(maxReadBuffer + 128 * 1024)
+      const received = await collect(duplex, 5000)
+      expect(received.equals(payload)).to.equal(true)
+      expect(duplex.closeInfo).to.deep.include({ code: 1000, wasClean: true })
     })
   })
 

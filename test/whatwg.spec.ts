@@ -264,6 +264,54 @@ describe('WsStream over a WHATWG WebSocket (undici, in Node)', function () {
       expect(result.error).to.equal('ERR_PEER_CLOSED_WITH_ERROR')
     })
 
+    it('a sink whose source fails with an AbortError still gives the peer 4011', async () => {
+      const server = await recordingServer()
+      const stream = fromWebSocket(undiciSocket(server.url))
+      await onceWithin(stream.events as never, 'open', 5000)
+      const failure = new DOMException('aborted', 'AbortError')
+      async function* source(): AsyncGenerator<Uint8Array> {
+        yield new Uint8Array([1])
+        throw failure
+      }
+      const error = await stream.sink(source()).then(
+        () => undefined,
+        (e: unknown) => e
+      )
+      expect(error).to.equal(failure)
+      const result = await server.next()
+      expect(result.code).to.equal(4011)
+      expect(result.error).to.equal('ERR_PEER_CLOSED_WITH_ERROR')
+    })
+
+    it('a sink waiting on its source settles when the peer closes with 1011, without waiting for it', async () => {
+      const { url } = await duplexServer((duplex) => {
+        duplex.once('data', () => void duplex.close(1011, 'broken'))
+      })
+      const stream = fromWebSocket(undiciSocket(url))
+      void collect(stream.source).catch(() => {})
+      let stopped = false
+      async function* source(): AsyncGenerator<Uint8Array> {
+        try {
+          yield new Uint8Array([1])
+          await new Promise(() => {})
+        } finally {
+          stopped = true
+        }
+      }
+      const error = await withTimeout(
+        stream.sink(source()).then(
+          () => undefined,
+          (e: unknown) => e
+        ),
+        5000,
+        'sink()'
+      )
+      expect(error).to.include({ code: 'ERR_PEER_CLOSED_WITH_ERROR', closeCode: 1011 })
+      // The generator is suspended in an await: its finally runs only if it ever resumes, so
+      // what can be checked is that the sink did not wait for it.
+      expect(stopped).to.equal(false)
+    })
+
     it('a peer that closes with 1011 is an error, not an EOF, after the bytes before it', async () => {
       const { url } = await duplexServer((duplex) => {
         duplex.write(new Uint8Array([9, 9]))
