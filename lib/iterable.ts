@@ -112,7 +112,10 @@ export class SinkRun {
         throw this.#sourceFailed(writer, error)
       }
       if (this.#stopped || result.done === true) return
-      await this.#write(writer, result.value)
+      const chunk: unknown = result.value
+      // The common chunk inline: an async call per chunk would cost a promise and a turn.
+      if (!(chunk instanceof Uint8Array)) await this.#writeOther(writer, chunk)
+      else if (!writer.write(chunk)) await writer.drained()
       if (this.#stopped) return
     }
   }
@@ -136,13 +139,15 @@ export class SinkRun {
         throw this.#sourceFailed(writer, error)
       }
       if (this.#stopped) return
-      await this.#write(writer, chunk)
+      if (!(chunk instanceof Uint8Array)) await this.#writeOther(writer, chunk)
+      else if (!writer.write(chunk)) await writer.drained()
       if (this.#stopped) return
     }
   }
 
-  async #write(writer: ChunkWriter, chunk: unknown): Promise<void> {
-    if (chunk instanceof Uint8Array || isForeignBytes(chunk)) {
+  /** The slow path: a Uint8Array from another realm, a Uint8ArrayList, or not bytes at all. */
+  async #writeOther(writer: ChunkWriter, chunk: unknown): Promise<void> {
+    if (isForeignBytes(chunk)) {
       if (!writer.write(chunk)) await writer.drained()
       return
     }
