@@ -127,6 +127,9 @@ export class WsDuplex
     // Errors reach source users through the iterator (and sink()); an 'error' event nobody
     // listens to must not also crash the process.
     this.on('error', ignoreError)
+    // A 'data' or 'readable' listener (and so Node's iterator()) would wait for bytes that now
+    // go to the source: refuse it as it is added.
+    this.on('newListener', refuseReadListener)
     for (let chunk: Buffer | null; (chunk = super.read() as Buffer | null) !== null;)
       source.push(chunk)
     if (this.#readEnded) source.end()
@@ -336,6 +339,12 @@ export class WsDuplex
     this.#connection.resumeReading()
   }
 
+  /** Flowing mode would wait for bytes that go to `source` once it is in use. */
+  override resume(): this {
+    if (this.#readFace === 'source') throw readFaceConflict('resume()')
+    return super.resume()
+  }
+
   /** A reader that stops while an error waits for it may leave a blocked writer hanging. */
   override pause(): this {
     super.pause()
@@ -347,6 +356,11 @@ export class WsDuplex
 
   /** Every consumer (data events, pipe, async iteration) reads through here. */
   override read(size?: number): ReturnType<Duplex['read']> {
+    // read(0) only asks the stream to fill or end (Node calls it itself); any other is a reader.
+    if (size !== 0) {
+      if (this.#readFace === 'source') throw readFaceConflict('read()')
+      this.#readFace ??= 'stream'
+    }
     // The base signature, unchanged: @types/node types it loosely and NodeJS.ReadableStream
     // (which pipe destinations expect) depends on that.
     const chunk: Buffer | null = super.read(size)
@@ -358,12 +372,7 @@ export class WsDuplex
   }
 
   override pipe<T extends NodeJS.WritableStream>(destination: T, options?: { end?: boolean }): T {
-    if (this.#readFace === 'source') {
-      throw new WsDuplexError(
-        'ERR_FACE_CONFLICT',
-        '`pipe()` cannot be used once `source` is in use'
-      )
-    }
+    if (this.#readFace === 'source') throw readFaceConflict('pipe()')
     this.#readFace = 'stream'
     // A pipe into another stream is a reader that resumes once its destination drains; a
     // pipe into this stream is not (it waits on our own writes).
@@ -513,3 +522,13 @@ function destroyAfterEnd(this: WsDuplex): void {
 }
 
 function ignoreError(): void {}
+
+function readFaceConflict(what: string): WsDuplexError {
+  return new WsDuplexError('ERR_FACE_CONFLICT', `${what} cannot be used once \`source\` is in use`)
+}
+
+function refuseReadListener(this: WsDuplex, event: string | symbol): void {
+  if (event === 'data' || event === 'readable') {
+    throw readFaceConflict(`a '${event}' listener`)
+  }
+}

@@ -251,6 +251,8 @@ export class SourceQueue implements AsyncIterator<Uint8Array>, AsyncIterable<Uin
     | { resolve: (result: IteratorResult<Uint8Array>) => void; reject: (error: Error) => void }
     | undefined
   #iterated = false
+  /** The consumer let go (`return()` or `throw()`): like a finished generator, it is done. */
+  #released = false
 
   constructor(owner: SourceOwner, highWaterMark: number) {
     this.#owner = owner
@@ -288,6 +290,7 @@ export class SourceQueue implements AsyncIterator<Uint8Array>, AsyncIterable<Uin
   }
 
   next(): Promise<IteratorResult<Uint8Array>> {
+    if (this.#released) return Promise.resolve({ value: undefined, done: true })
     if (this.#head < this.#chunks.length) {
       const chunk = this.#chunks[this.#head] as Uint8Array
       this.#chunks[this.#head++] = EMPTY
@@ -308,17 +311,29 @@ export class SourceQueue implements AsyncIterator<Uint8Array>, AsyncIterable<Uin
   }
 
   return(): Promise<IteratorResult<Uint8Array>> {
-    if (!this.#ended && this.#error === undefined) this.#owner.abandon()
-    this.#ended = true
-    this.#chunks = []
+    const live = this.#letGo()
+    if (live) this.#owner.abandon()
     return Promise.resolve({ value: undefined, done: true })
   }
 
   throw(error?: unknown): Promise<IteratorResult<Uint8Array>> {
-    this.#owner.abandon(error instanceof Error ? error : new Error(String(error)))
+    const live = this.#letGo()
+    if (live) this.#owner.abandon(error instanceof Error ? error : new Error(String(error)))
+    return Promise.resolve({ value: undefined, done: true })
+  }
+
+  /** Drops what is queued and answers a pending next() with done; true if the stream was live. */
+  #letGo(): boolean {
+    const live = !this.#released && !this.#ended && this.#error === undefined
+    this.#released = true
     this.#ended = true
     this.#chunks = []
-    return Promise.resolve({ value: undefined, done: true })
+    this.#head = 0
+    this.#queuedBytes = 0
+    const waiter = this.#waiter
+    this.#waiter = undefined
+    waiter?.resolve({ value: undefined, done: true })
+    return live
   }
 
   /** The one iterator over this queue; like every iterator, it is an iterable of itself. */

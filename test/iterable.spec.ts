@@ -288,6 +288,25 @@ describe('WsDuplex source / sink', () => {
       expect(Buffer.concat(chunks).toString()).to.equal('kept')
     })
 
+    it('return() answers a pending next() with done, as do later calls; the peer gets 1000', async () => {
+      const { duplex, peer } = await openRawPair(cleanup)
+      const iterator = duplex.source[Symbol.asyncIterator]()
+      const pending = iterator.next()
+      expect(await iterator.return?.()).to.deep.equal({ value: undefined, done: true })
+      expect(await withTimeout(pending, 2000, 'the pending next()')).to.include({ done: true })
+      expect(await iterator.next()).to.include({ done: true })
+      expect((await peer.readUntilClose()).close?.code).to.equal(1000)
+    })
+
+    it('throw() closes the iterator like a generator: later calls are done; the peer gets 1011', async () => {
+      const { duplex, peer } = await openRawPair(cleanup)
+      duplex.on('error', () => {})
+      const iterator = duplex.source[Symbol.asyncIterator]()
+      await iterator.throw?.(new Error('consumer broke'))
+      expect(await iterator.next()).to.include({ done: true })
+      expect((await peer.readUntilClose()).close?.code).to.equal(1011)
+    })
+
     it('breaking out gives the peer 1000', async () => {
       const { duplex, peer } = await openRawPair(cleanup)
       peer.sendBinary(Buffer.from('first'))
@@ -321,6 +340,37 @@ describe('WsDuplex source / sink', () => {
       expect(second).to.include({ code: 'ERR_FACE_CONFLICT' })
       release()
       await sinking
+    })
+
+    it("refuses the Duplex read face once source is in use: 'data', 'readable', resume(), read(), iterator()", async () => {
+      const { duplex } = await openRawPair(cleanup)
+      void duplex.source
+      const attempts: [string, () => unknown][] = [
+        ["on('data')", () => duplex.on('data', () => {})],
+        ["once('readable')", () => duplex.once('readable', () => {})],
+        ['resume()', () => duplex.resume()],
+        ['read()', () => duplex.read()]
+      ]
+      for (const [what, attempt] of attempts) {
+        expect(attempt, what).to.throw(WsDuplexError).with.property('code', 'ERR_FACE_CONFLICT')
+      }
+      const viaIterator = await duplex
+        .iterator()
+        .next()
+        .then(
+          () => undefined,
+          (e: unknown) => e
+        )
+      expect(viaIterator).to.include({ code: 'ERR_FACE_CONFLICT' })
+      expect(duplex.listenerCount('data') + duplex.listenerCount('readable')).to.equal(0)
+    })
+
+    it('refuses source once read() was used', async () => {
+      const { duplex } = await openRawPair(cleanup)
+      duplex.read()
+      expect(() => duplex.source)
+        .to.throw(WsDuplexError)
+        .with.property('code', 'ERR_FACE_CONFLICT')
     })
 
     it('refuses sink() after write() and source after pipe()', async () => {
