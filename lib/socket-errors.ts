@@ -25,14 +25,14 @@ function errorCode(error: Error | undefined): string | undefined {
 }
 
 /**
- * The close code ws sent for this error. ws tags its errors with it under an unexported
- * symbol; reading it keeps us right if ws changes a code, and the table covers its absence.
+ * The close code ws sent for this error, if it says. ws tags its errors with it under an
+ * unexported symbol: its receiver's WS_ERR_* errors, and zlib's errors from permessage-deflate
+ * (1007 for a message that does not inflate), which carry zlib's own `code`.
  */
-function closeCodeSentFor(error: Error, code: string): number {
+function taggedCloseCode(error: Error): number | undefined {
   const tag = Object.getOwnPropertySymbols(error).find((s) => s.description === 'status-code')
   const tagged = tag === undefined ? undefined : (error as unknown as Record<symbol, unknown>)[tag]
-  if (typeof tagged === 'number') return tagged
-  return closeCodeOfWsError[code] ?? CloseCode.ProtocolError
+  return typeof tagged === 'number' ? tagged : undefined
 }
 
 /**
@@ -68,15 +68,21 @@ export function errorFromSocket(
       cause: error
     })
   }
-  if (error !== undefined && code !== undefined && code.startsWith('WS_ERR_')) {
-    const closeCode = closeCodeSentFor(error, code)
-    if (tooLarge.has(code)) {
+  const tagged = error === undefined ? undefined : taggedCloseCode(error)
+  if (error !== undefined && (tagged !== undefined || code?.startsWith('WS_ERR_') === true)) {
+    // The tag keeps us right if ws changes a code; the table covers its absence.
+    const closeCode =
+      tagged ??
+      (code === undefined ? undefined : closeCodeOfWsError[code]) ??
+      CloseCode.ProtocolError
+    if (code !== undefined && tooLarge.has(code)) {
       return new WsDuplexError('ERR_PAYLOAD_TOO_LARGE', 'An incoming message exceeded maxPayload', {
         closeCode,
         cause: error
       })
     }
-    return new WsDuplexError('ERR_PROTOCOL', `The peer broke RFC 6455 or a limit (${code})`, {
+    const what = code ?? error.message
+    return new WsDuplexError('ERR_PROTOCOL', `The peer broke RFC 6455 or a limit (${what})`, {
       closeCode,
       cause: error
     })

@@ -11,7 +11,14 @@ import {
   type CloseInfo,
   type WsDuplexOptions
 } from '../lib/index.js'
-import { Opcode, encodeFrame, startRawServer, type RawPeer } from './helpers/raw-peer.js'
+import {
+  Opcode,
+  acceptKey,
+  encodeFrame,
+  headerValue,
+  startRawServer,
+  type RawPeer
+} from './helpers/raw-peer.js'
 import {
   Cleanup,
   openDuplex,
@@ -1000,6 +1007,28 @@ describe('WsDuplex', () => {
       const error = await streamError(duplex)
       expect(error).to.include({ code: 'ERR_PAYLOAD_TOO_LARGE', closeCode: 1009 })
       expect(Buffer.concat(chunks).toString()).to.equal('fine')
+    })
+
+    it('a compressed message that does not inflate is ERR_PROTOCOL with the 1007 ws sent', async () => {
+      const raw = await startRawServer({
+        respond: (head) =>
+          'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+          `Sec-WebSocket-Accept: ${acceptKey(headerValue(head, 'sec-websocket-key') ?? '')}\r\n` +
+          'Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n'
+      })
+      cleanup.add(() => raw.close())
+      const duplex = await openDuplex(cleanup, raw.url, {}, { perMessageDeflate: true })
+      const peer = await raw.nextPeer()
+      // RSV1 marks the message compressed (RFC 7692 §6); these bytes are no deflate stream.
+      peer.sendFrame({
+        opcode: Opcode.Binary,
+        rsv: 0b100,
+        payload: Buffer.from([0xff, 0xff, 0xff])
+      })
+      duplex.resume()
+      const error = await streamError(duplex)
+      expect(error).to.include({ code: 'ERR_PROTOCOL', closeCode: 1007 })
+      expect((await peer.readUntilClose()).close?.code).to.equal(1007)
     })
 
     it('answers a protocol violation with 1002 and ERR_PROTOCOL', async () => {
