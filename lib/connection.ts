@@ -636,6 +636,11 @@ export class Connection {
     this.#closeInfo = info
     this.#rejectPings(closedError(code))
     this.#failRoomWaiter(error ?? closedError(code))
+    // An ending that is itself the error is reported before 'close', which is always last.
+    if (error !== undefined && this.#fatal === undefined) {
+      this.#fatal = error
+      this.#events?.emit('warning', error)
+    }
     this.#face.connectionClosed(error)
     this.#events?.emit('close', info)
     const waiters = this.#closeWaiters
@@ -649,10 +654,6 @@ export class Connection {
       return
     }
     if (error !== undefined) {
-      if (this.#fatal === undefined) {
-        this.#fatal = error
-        this.#events?.emit('warning', error)
-      }
       this.#maybeSurfaceFatal()
       return
     }

@@ -353,6 +353,26 @@ describe('WsDuplex', () => {
       expect(seen).to.deep.equal(['closing:local:1000', 'close:1000:true'])
     })
 
+    for (const [ending, end] of [
+      ["the peer's 1011", (peer: RawPeer) => peer.sendClose(1011)],
+      ['a reset', (peer: RawPeer) => peer.reset()]
+    ] as const) {
+      it(`emits the warning for ${ending} before close, which comes last`, async () => {
+        const { duplex, peer } = await rawPair()
+        duplex.on('error', () => {})
+        const seen: string[] = []
+        duplex.events.on('closing', (info) => seen.push(`closing:${info.code}`))
+        duplex.events.on('warning', (error) => seen.push(`warning:${error.code}`))
+        duplex.events.on('close', (info) => seen.push(`close:${info.code}`))
+        duplex.resume()
+        const closed = onceWithin(duplex.events, 'close')
+        end(peer)
+        await closed
+        expect(seen.at(-1)).to.match(/^close:/)
+        expect(seen.filter((event) => event.startsWith('warning:'))).to.have.length(1)
+      })
+    }
+
     it('emits closing (remote) when the peer starts the close', async () => {
       const { duplex, peer } = await rawPair()
       const closing = onceWithin<[{ initiator: string; code: number }]>(duplex.events, 'closing')
