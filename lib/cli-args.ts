@@ -19,6 +19,8 @@ export const USAGE = `Usage:
                                status 0, else 1011; the connection's end ends its stdin.
                                It gets WS_DUPLEX_REMOTE_ADDRESS, WS_DUPLEX_REMOTE_PORT,
                                WS_DUPLEX_PATH and WS_DUPLEX_PROTOCOL in its environment.
+                               On an interrupt it and what it started (its process
+                               group) get SIGTERM, and SIGKILL 2 s later.
         (neither)              stdin/stdout, for a single connection, then exit
   ws-duplex bridge ws://host:port[/path] tcp://host:port
       Listen for WebSocket clients and connect each to the TCP address (websockify-
@@ -52,7 +54,8 @@ Options:
                                          such as listen --echo)
       --progress               bytes and rate on stderr (default: only when stderr is a
       --no-progress            terminal)
-  -q, --quiet                  no notices on stderr (listening address, connections)
+  -q, --quiet                  no notices on stderr (listening address, connections);
+                               an address picked for port 0 is still printed
   -h, --help                   show this help and exit
   -V, --version                show the version and exit
 
@@ -61,13 +64,16 @@ Exit status:
        byte was delivered (also --help, --version)
   1    the connection ended abnormally after it opened: reset or no close frame, a
        close code other than 1000/1001/1005, close or keepalive timeout, protocol error, a
-       local read or write error
+       local read or write error, bytes read from stdin that the peer's close left unsent
   2    usage: unknown command or option, bad URL, address or value
   3    could not connect or listen: refused, unreachable, DNS, TLS failure, handshake
        rejected (HTTP status) or timed out, address in use
-  130  interrupted by SIGINT (143: SIGTERM) after closing connections with 1001
-  Servers (listen --echo, listen --exec, bridge) run until interrupted. Errors are one
-  line on stderr: "ws-duplex: <what>: <message> (<ERR_CODE>)".
+  130  interrupted by SIGINT (143: SIGTERM) after closing connections with 1001; a
+       second signal exits at once
+  Servers (listen --echo, listen --exec, bridge) run until interrupted; a failing stderr
+  (its reader gone) does not stop them. Errors are one line on stderr:
+  "ws-duplex: <what>: <message> (<ERR_CODE>[, HTTP <status>][, close code <code>])";
+  usage errors end with "(ERR_USAGE); see ws-duplex --help".
 `
 
 /** Thrown for every command line mistake; the CLI prints it and exits with 2. */
@@ -293,7 +299,7 @@ function commonOptions(values: Values, tokens: ReturnType<typeof parse>['tokens'
   }
   return {
     headers: headerOptions(values.header ?? []),
-    protocols: (values.protocol ?? []).map(protocolOption),
+    protocols: protocolOptions(values.protocol ?? []),
     origins: (values.origin ?? []).map(originOption),
     ca: values.ca === undefined ? undefined : nonEmpty('--ca', values.ca),
     insecure: values.insecure === true,
@@ -343,8 +349,10 @@ function headerOptions(given: string[]): Record<string, string> {
     if (!TOKEN.test(name)) {
       throw new UsageError(`--header expects "Name: value", got '${header}'`)
     }
-    if (/[\r\n\0]/.test(value)) {
-      throw new UsageError(`--header value must not contain CR, LF or NUL: '${name}'`)
+    if (!FIELD_VALUE.test(value)) {
+      throw new UsageError(
+        `--header value has a character HTTP does not allow (a control, or past U+00FF): '${name}'`
+      )
     }
     // Repeated names are joined, as HTTP allows for list-valued headers (RFC 9110 §5.3).
     const key = names.get(name.toLowerCase()) ?? name
@@ -354,9 +362,18 @@ function headerOptions(given: string[]): Record<string, string> {
   return headers
 }
 
-function protocolOption(value: string): string {
-  if (!TOKEN.test(value)) throw new UsageError(`--protocol expects a token, got '${value}'`)
-  return value
+/** What Node lets through as a header value (RFC 9110 §5.5): tab, visible ASCII, obs-text. */
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
+
+function protocolOptions(given: string[]): string[] {
+  for (const [index, value] of given.entries()) {
+    if (!TOKEN.test(value)) throw new UsageError(`--protocol expects a token, got '${value}'`)
+    // RFC 6455 §4.1: the offered subprotocols are distinct; ws refuses a repeat.
+    if (given.indexOf(value) !== index) {
+      throw new UsageError(`--protocol '${value}' is given twice`)
+    }
+  }
+  return given
 }
 
 function originOption(value: string): string {

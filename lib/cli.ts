@@ -3,7 +3,7 @@
  * takes the arguments and the stdio streams and resolves with the exit status, so tests drive
  * it with PassThrough streams; bin.ts only hands it the process's own.
  */
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import type { IncomingMessage } from 'node:http'
@@ -71,6 +71,16 @@ const CONNECT_FAILURES: ReadonlySet<string> = new Set([
 
 /** Runs one `ws-duplex` command line; never rejects. */
 export async function main(argv: readonly string[], io: CliIo): Promise<number> {
+  // Notices are best effort: a log reader that goes away (EPIPE) must not take a server down.
+  io.stderr.on('error', ignore)
+  try {
+    return await runCommandLine(argv, io)
+  } finally {
+    io.stderr.off('error', ignore)
+  }
+}
+
+async function runCommandLine(argv: readonly string[], io: CliIo): Promise<number> {
   let command: Command
   try {
     command = parseCommandLine(argv)
@@ -161,6 +171,8 @@ async function stdioSession(
   const { stdin, stdout, signal } = io
   let sent = 0
   let received = 0
+  /** Bytes read from stdin once the connection was closing: they could not be sent. */
+  let dropped = 0
   let stdinEnded = false
   let stopped = false
 
@@ -171,12 +183,13 @@ async function stdioSession(
     if (onEof === 'echoed' && stdinEnded && received >= sent) endWebSocket()
   }
   const onData = (chunk: Buffer | string): void => {
+    const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk
     if (!canWrite(ws)) {
       // The connection is closing: stdin's remaining bytes have nowhere to go.
+      dropped += bytes.length
       stopStdin()
       return
     }
-    const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk
     sent += bytes.length
     progress.sent += bytes.length
     if (!ws.write(bytes)) stdin.pause()
@@ -229,7 +242,13 @@ async function stdioSession(
   if (signal?.aborted === true) onAbort()
   try {
     await pipeline(ws, meter, stdout)
-    return undefined
+    if (dropped === 0) return undefined
+    // Exit 0 means every byte delivered: bytes taken from stdin and not sent are a failure.
+    return new WsDuplexError(
+      'ERR_STREAM_CLOSED',
+      `${dropped} bytes read from stdin were not sent: the peer closed first`,
+      closeCodeOf(ws)
+    )
   } catch (error) {
     const failure = toError(error)
     return failure === stdoutError ? withContext('stdout', failure) : failure
@@ -257,7 +276,7 @@ async function runListen(
   const listener = await startWsServer(address, options, [], stdio ? 1 : undefined, report)
   if (listener === undefined) return ExitCode.CouldNotConnect
   const { server } = listener
-  report.notice(`listening on ${wsAddress(server, address.path)}`)
+  report.listening(`listening on ${wsAddress(server, address.path)}`, address.port === 0)
 
   if (mode.kind === 'stdio') {
     const accepted = await firstConnection(server, io.signal)
@@ -276,7 +295,7 @@ async function runListen(
     return ExitCode.Abnormal
   }
 
-  const children = new Set<ReturnType<typeof spawn>>()
+  const children = new Set<ChildProcess>()
   const sessions = new Sessions(report)
   report.startProgress(true)
   server.on('connection', (ws, request) => {
@@ -287,11 +306,56 @@ async function runListen(
         : execSession(ws, request, mode.command, io, report.progress, children)
     )
   })
-  await interrupted(io.signal)
-  await listener.close()
-  for (const child of children) child.kill('SIGTERM')
-  await sessions.settled()
-  return interruptedStatus(io.signal)
+  // A second signal exits at once (bin.ts): the commands must not outlive us then either.
+  const killCommands = (): void => {
+    for (const child of children) signalCommand(child, 'SIGKILL')
+  }
+  process.on('exit', killCommands)
+  try {
+    await interrupted(io.signal)
+    await listener.close()
+    for (const child of children) signalCommand(child, 'SIGTERM')
+    await sessions.settled()
+    await commandsEnded(children, COMMAND_GRACE_MS)
+    return interruptedStatus(io.signal)
+  } finally {
+    process.off('exit', killCommands)
+  }
+}
+
+/** How long `--exec` commands have after SIGTERM before SIGKILL, once we are interrupted. */
+const COMMAND_GRACE_MS = 2000
+
+/** Signals a command and everything it started: its process group. */
+function signalCommand(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined) return
+  try {
+    process.kill(-child.pid, signal)
+  } catch {
+    // The group is gone already.
+  }
+}
+
+/**
+ * Waits for the commands to end, at most `ms`; the rest are killed with their process groups
+ * and let go, so that neither a command ignoring SIGTERM nor an orphan holding its stderr keeps
+ * us running.
+ */
+async function commandsEnded(children: Set<ChildProcess>, ms: number): Promise<void> {
+  if (children.size === 0) return
+  let timer: NodeJS.Timeout | undefined
+  const allClosed = Promise.all(
+    [...children].map((child) => new Promise((resolve) => child.once('close', resolve)))
+  )
+  await Promise.race([allClosed, new Promise((resolve) => (timer = setTimeout(resolve, ms)))])
+  clearTimeout(timer)
+  for (const child of children) {
+    signalCommand(child, 'SIGKILL')
+    child.stdin?.destroy()
+    child.stdout?.destroy()
+    child.stderr?.destroy()
+    child.unref()
+  }
 }
 
 /** Sends back every byte, through the source/sink face (which ends with the stream). */
@@ -324,7 +388,7 @@ function execSession(
   command: string,
   io: CliIo,
   progress: Progress,
-  children: Set<ReturnType<typeof spawn>>
+  children: Set<ChildProcess>
 ): Promise<Error | undefined> {
   return new Promise((resolve) => {
     let failure: Error | undefined
@@ -332,6 +396,8 @@ function execSession(
     let stdinOpen = true
     const child = spawn(command, {
       shell: true,
+      // Its own process group, so that a signal reaches what the shell started too.
+      detached: true,
       stdio: ['pipe', 'pipe', 'pipe'],
       env: {
         ...(io.env ?? process.env),
@@ -380,7 +446,7 @@ function execSession(
     })
     ws.on('error', (error) => {
       failure ??= error
-      if (!exited) child.kill('SIGTERM')
+      if (!exited) signalCommand(child, 'SIGTERM')
     })
     ws.on('close', () => {
       if (!exited) {
@@ -406,7 +472,10 @@ async function runBridgeWsToTcp(
   if (listener === undefined) return ExitCode.CouldNotConnect
   const { server } = listener
   const targetText = `tcp://${hostText(target.host)}:${target.port}`
-  report.notice(`listening on ${wsAddress(server, listen.path)}, bridging to ${targetText}`)
+  report.listening(
+    `listening on ${wsAddress(server, listen.path)}, bridging to ${targetText}`,
+    listen.port === 0
+  )
   const sessions = new Sessions(report)
   const sockets = new Set<Socket>()
   report.startProgress(true)
@@ -443,8 +512,9 @@ async function runBridgeTcpToWs(
     return ExitCode.CouldNotConnect
   }
   const address = server.address() as AddressInfo
-  report.notice(
-    `listening on tcp://${hostText(address.address)}:${address.port}, bridging to ${urlLabel(target)}`
+  report.listening(
+    `listening on tcp://${hostText(address.address)}:${address.port}, bridging to ${urlLabel(target)}`,
+    listen.port === 0
   )
   const sessions = new Sessions(report)
   const live = new Set<WsDuplex>()
@@ -456,7 +526,7 @@ async function runBridgeTcpToWs(
     tcp.on('error', ignore)
     sockets.add(tcp)
     tcp.once('close', () => sockets.delete(tcp))
-    sessions.run(`${tcp.remoteAddress ?? '?'}:${tcp.remotePort ?? '?'}`, async () => {
+    sessions.run(`${hostText(tcp.remoteAddress ?? '?')}:${tcp.remotePort ?? '?'}`, async () => {
       let ws: WsDuplex
       try {
         ws = await connect(target, { ...clientOptions, signal: stopping.signal })
@@ -702,6 +772,11 @@ function urlLabel(url: URL): string {
   return `${url.protocol}//${url.host}${url.pathname}`
 }
 
+function closeCodeOf(ws: WsDuplex): { closeCode?: number } {
+  const code = ws.closeInfo?.code
+  return code === undefined ? {} : { closeCode: code }
+}
+
 function hostText(host: string): string {
   return host.includes(':') ? `[${host}]` : host
 }
@@ -764,7 +839,15 @@ class Reporter {
   }
 
   notice(line: string): void {
-    if (this.#quiet) return
+    if (!this.#quiet) this.#line(line)
+  }
+
+  /** The listening address: shown even with --quiet for port 0, the only way to learn it. */
+  listening(line: string, portWasPicked: boolean): void {
+    if (!this.#quiet || portWasPicked) this.#line(line)
+  }
+
+  #line(line: string): void {
     this.progress.clearLine()
     this.#stderr.write(`ws-duplex: ${oneLine(line)}\n`)
   }

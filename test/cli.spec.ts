@@ -26,7 +26,7 @@ import {
 } from '../lib/index.js'
 import { startRawServer } from './helpers/raw-peer.js'
 import { Cleanup, patternBytes, streamError } from './helpers/servers.js'
-import { collect, onceWithin, withTimeout } from './helpers/wait.js'
+import { collect, onceWithin, until, withTimeout } from './helpers/wait.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const bin = join(root, 'dist', 'bin.js')
@@ -385,6 +385,16 @@ describe('ws-duplex CLI', () => {
       [['connect', '--on-eof', 'later', 'ws://127.0.0.1/'], /--on-eof expects close, wait/],
       [['connect', '--header', 'NoColon', 'ws://127.0.0.1/'], /--header expects "Name: value"/],
       [['connect', '--protocol', 'a b', 'ws://127.0.0.1/'], /--protocol expects a token/],
+      [['connect', '--protocol', 'a', '--protocol', 'a', 'ws://127.0.0.1/'], /given twice/],
+      [
+        ['bridge', 'tcp://127.0.0.1:0', 'ws://127.0.0.1:1/', '--protocol', 'a', '--protocol', 'a'],
+        /given twice/
+      ],
+      [['connect', '--header', 'X-A: €', 'ws://127.0.0.1/'], /character HTTP does not allow/],
+      [
+        ['bridge', 'tcp://127.0.0.1:0', 'ws://127.0.0.1:1/', '--header', 'X-A: \u0007'],
+        /character HTTP does not allow/
+      ],
       [['connect', '--echo', 'ws://127.0.0.1/'], /--echo cannot be used with connect/],
       [['connect', '--ca', '/nonexistent/ca.pem', 'wss://127.0.0.1/'], /--ca: cannot read/],
       [['listen', '70000'], /expected a port from 0 to 65535/],
@@ -430,6 +440,34 @@ describe('ws-duplex CLI', () => {
       // --on-eof close (the default): the end of stdin sent the close frame, with 1000.
       expect(await closing).to.include({ code: 1000, initiator: 'remote' })
       expect(run.stderr.text).to.equal('')
+    })
+
+    it('exits 1 when bytes read from stdin could not be sent because the peer closed first', async () => {
+      const { url, next } = await wsServer()
+      // A stdout slow to finish (a pipe, say) keeps the session open after the clean close.
+      let finalCalled: () => void = () => {}
+      const finishing = new Promise<void>((resolve) => (finalCalled = resolve))
+      let releaseFinal: () => void = () => {}
+      const stdout = new Writable({
+        write(_chunk, _encoding, callback) {
+          callback()
+        },
+        final(callback) {
+          releaseFinal = callback
+          finalCalled()
+        }
+      })
+      const run = runMain(['connect', url], { stdout })
+      const server = await next()
+      server.resume()
+      await withTimeout(server.close(), 3000, "the server's close")
+      await withTimeout(finishing, 3000, "stdout's final()")
+      run.stdin.write(Buffer.from('too late'))
+      releaseFinal()
+      expect(await run.status()).to.equal(ExitCode.Abnormal)
+      expect(errorLine(run.stderr)).to.match(
+        /8 bytes read from stdin were not sent: the peer closed first \(ERR_STREAM_CLOSED, close code 1000\)$/
+      )
     })
 
     it('--on-eof wait: the peer answers after the whole request and closes; exit 0', async () => {
@@ -673,19 +711,33 @@ describe('ws-duplex CLI', () => {
       expect(last.stderr.text).to.match(/received 1000 bytes/)
     })
 
-    it('--quiet hides the notices of a server', async () => {
-      const run = runMain(['listen', '--echo', '--quiet', '127.0.0.1:0'])
-      const other = runMain(['listen', '--echo', '127.0.0.1:0'])
-      await other.stderr.waitFor(/listening on ws:\/\/127\.0\.0\.1:\d+\/\n/)
+    it('--quiet hides the notices of a server, but for the address port 0 picked', async () => {
+      const { run, address } = await startServerMain(['listen', '--echo', '--quiet', '127.0.0.1:0'])
+      expect(address).to.match(/^ws:\/\/127\.0\.0\.1:\d+\/$/)
+      const echo = runMain(['connect', '--on-eof', 'echoed', address])
+      echo.stdin.end(Buffer.from('hi'))
+      expect(await echo.status()).to.equal(0)
       run.interrupt()
-      other.interrupt()
       expect(await run.status()).to.equal(130)
-      expect(await other.status()).to.equal(130)
-      expect(run.stderr.text).to.equal('')
+      expect(run.stderr.text).to.equal(`ws-duplex: listening on ${address}\n`)
     })
   })
 
   describe('listen', () => {
+    it('keeps serving when the reader of its stderr goes away (EPIPE)', async () => {
+      const { run, address } = await startServerBin(['listen', '--echo', '127.0.0.1:0'])
+      run.child.stderr?.destroy()
+      for (const payload of [Buffer.from('first'), Buffer.from('second')]) {
+        const echo = runMain(['connect', '--on-eof', 'echoed', address])
+        echo.stdin.end(payload)
+        expect(await echo.status()).to.equal(0)
+        expect(echo.stdout.bytes.equals(payload)).to.equal(true)
+      }
+      expect(run.child.exitCode).to.equal(null)
+      run.child.kill('SIGINT')
+      expect(await run.exit()).to.equal(ExitCode.Interrupted)
+    })
+
     it('stdio: one connection on stdin/stdout, then exits 0; others get 503 meanwhile', async () => {
       const { run, address } = await startServerMain(['listen', '--on-eof', 'wait', '127.0.0.1:0'])
       expect(address).to.match(/^ws:\/\/127\.0\.0\.1:\d+\/$/)
@@ -753,6 +805,43 @@ describe('ws-duplex CLI', () => {
       expect(await failed.status()).to.equal(ExitCode.Abnormal)
       expect(failed.stdout.text).to.equal('/bad')
       expect(errorLine(failed.stderr)).to.match(/\(ERR_PEER_CLOSED_WITH_ERROR, close code 1011\)$/)
+    })
+
+    it('--exec: an interrupt ends the commands with their process groups, SIGKILL if they ignore SIGTERM', async function () {
+      this.timeout(15_000)
+      const dir = await mkdtemp(join(tmpdir(), 'ws-duplex-exec-'))
+      cleanup.add(() => rm(dir, { recursive: true, force: true }))
+      const pids = join(dir, 'pids')
+      // The shell ignores SIGTERM, and so does the sleep it starts (ignored signals are inherited).
+      const command = `trap '' TERM; sleep 30 & echo "$$ $!" > '${pids}'; wait`
+      const { run, address } = await startServerMain(['listen', '--exec', command, '127.0.0.1:0'])
+      const client = runMain(['connect', '--on-eof', 'wait', address])
+      let started: number[] = []
+      await until(
+        () => {
+          try {
+            started = readFileSync(pids, 'utf8').trim().split(' ').map(Number)
+          } catch {
+            return false
+          }
+          return started.length === 2
+        },
+        'the command to start',
+        5000,
+        20
+      )
+      const alive = (pid: number): boolean => {
+        try {
+          process.kill(pid, 0)
+          return true
+        } catch {
+          return false
+        }
+      }
+      run.interrupt()
+      expect(await run.status(10_000)).to.equal(ExitCode.Interrupted)
+      await until(() => !started.some(alive), 'the command and its child to be gone', 3000, 20)
+      expect(await client.status()).to.equal(0)
     })
 
     it('--origin allows only the given origins', async () => {

@@ -27,7 +27,7 @@ import {
   startWsServer,
   streamError
 } from './helpers/servers.js'
-import { collect, onceWithin, whenStalled, withTimeout } from './helpers/wait.js'
+import { collect, onceWithin, until, whenStalled, withTimeout } from './helpers/wait.js'
 
 const cleanup = new Cleanup()
 afterEach(() => cleanup.run())
@@ -58,15 +58,6 @@ async function peerClosedWith1011(): Promise<{ duplex: WsDuplex; peer: RawPeer }
 /** What `duplex.write(chunk)` calls back with (null or undefined for success). */
 function writeOutcome(duplex: WsDuplex, chunk: Uint8Array): Promise<Error | null | undefined> {
   return new Promise((resolve) => duplex.write(chunk, resolve))
-}
-
-/** Resolves once `check()` holds, checked on every turn of the event loop, for at most `ms`. */
-async function until(check: () => boolean, what: string, ms = 2000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise((resolve) => setImmediate(resolve))
-  }
 }
 
 function closeEvent(duplex: WsDuplex, ms = 3000): Promise<[CloseInfo]> {

@@ -104,3 +104,22 @@ export function whenStalled(
   })
   return { stalled, stop: () => clearInterval(watch) }
 }
+
+/**
+ * Resolves once `check()` holds, for at most `ms`: checked on every turn of the event loop, or
+ * every `everyMs` for a check that costs something (a file read, a process probe).
+ */
+export async function until(
+  check: () => boolean,
+  what: string,
+  ms = 2000,
+  everyMs = 0
+): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
+    await new Promise((resolve) =>
+      everyMs === 0 ? setImmediate(resolve) : setTimeout(resolve, everyMs)
+    )
+  }
+}
