@@ -60,7 +60,7 @@ async function startSending(server: Awaited<ReturnType<typeof createServer>>): P
   duplex.events.on('close', ({ code, wasClean }) =>
     console.log(`closed: ${code}, clean: ${wasClean}`)
   )
-  duplex.resume() // nothing comes back; keep reading so the close handshake completes
+  duplex.resume() // nothing comes back, but the readable side must end for the stream to close
   const started = performance.now()
   await pipeline(createReadStream(file as string), duplex)
   const seconds = (performance.now() - started) / 1000

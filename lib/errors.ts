@@ -18,7 +18,10 @@ export type WsDuplexErrorCode =
   | 'ERR_KEEPALIVE_TIMEOUT'
   /** An incoming message was larger than `maxPayload`; closed with 1009. */
   | 'ERR_PAYLOAD_TOO_LARGE'
-  /** The peer broke RFC 6455 (bad opcode, mask, UTF-8, close code...); closed with 1002/1007. */
+  /**
+   * The peer broke RFC 6455 (bad opcode, mask, UTF-8, close code...) or a limit of ws's; closed
+   * with 1002, 1007 (also for a message that does not inflate) or 1008 (too many fragments).
+   */
   | 'ERR_PROTOCOL'
   /** A write, ping or sink after the connection started closing or closed. */
   | 'ERR_STREAM_CLOSED'

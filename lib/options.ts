@@ -23,9 +23,10 @@ export interface KeepAliveOptions {
 
 export interface WsDuplexOptions {
   /**
-   * A text frame emits `'warning'` (`ERR_TEXT_FRAME`) and then: `'error'` closes with 1003 and
-   * ends the stream with that error once the bytes received before it are read; `'ignore'`
-   * drops it; `'bytes'` delivers its payload like a binary frame (no warning).
+   * What a text frame does. `'error'`: a `'warning'` (`ERR_TEXT_FRAME`), a close with 1003, and
+   * the stream ends with that error once the bytes received before it are read. `'ignore'`: a
+   * `'warning'`, and the frame is dropped. `'bytes'`: its payload is delivered like a binary
+   * frame's, without a warning.
    * @default 'error'
    */
   text?: TextPolicy

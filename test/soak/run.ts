@@ -2,7 +2,9 @@
  * Load and soak: the long-running proofs that ws-duplex keeps its promises at volume.
  *
  *   npm run soak            1,000 concurrent connections x 1 MiB both ways; 10,000 cycles
- *   npm run soak -- --quick the reduced form CI runs (100 x 256 KiB; 1,000 cycles)
+ *   node --import tsx --expose-gc test/soak/run.ts --quick
+ *                           the reduced form CI runs (100 x 256 KiB; 1,000 cycles); npm run soak
+ *                           would hand --quick to its last command (mocha), not to this one
  *
  * Every byte is verified by SHA-256; every connection must close cleanly; after the cycles,
  * open handles, listeners and timers must be back at the baseline and RSS within 10%.
