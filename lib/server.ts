@@ -259,6 +259,8 @@ export class WsDuplexServer extends EventEmitter<WsDuplexServerEvents> {
         this.#wss.handleUpgrade(request, socket, head, (ws) => {
           // Drop the listener: it would keep this request alive for the whole connection.
           socket.off('close', onClose)
+          // Upgraded: a close() from a 'connection' listener must not answer it with a 503.
+          this.#upgrading.delete(socket)
           this.#accept(ws, request, socket)
           resolve()
         })

@@ -778,6 +778,27 @@ describe('createServer', () => {
       await withTimeout(server.close(), 2000, 'server.close()')
     })
 
+    it('called from a connection listener or a for await body, closes that connection with 1001', async () => {
+      for (const via of ['listener', 'for await'] as const) {
+        const server = await createServer({ host: '127.0.0.1', port: 0 })
+        cleanup.add(() => withTimeout(server.close(), 5000, 'server.close()'))
+        if (via === 'listener') server.on('connection', () => void server.close())
+        else {
+          void (async () => {
+            for await (const _duplex of server) {
+              void server.close()
+              break
+            }
+          })()
+        }
+        const { port } = server.address() as AddressInfo
+        const client = await open(`ws://127.0.0.1:${port}`)
+        client.resume()
+        const [info] = await onceWithin<[CloseInfo]>(client.events, 'close', 3000)
+        expect(info, via).to.deep.include({ code: 1001, wasClean: true })
+      }
+    })
+
     it("emits 'close' and is idempotent", async () => {
       const { server } = await start()
       const closed = onceWithin(server, 'close')
