@@ -82,7 +82,7 @@ async function measure(frames: number, writableHighWaterMark: number): Promise<v
     }
   }
   const start = process.hrtime.bigint()
-  await new SinkRun(writer, chunks()).done
+  await new SinkRun(writer).run(chunks())
   const wallNs = Number(process.hrtime.bigint() - start)
   const usedUs = cpuUs(process.cpuUsage(cpu))
   if (seam.frames !== frames) throw new Error(`sent ${seam.frames} frames, expected ${frames}`)

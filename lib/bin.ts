@@ -1,12 +1,17 @@
 #!/usr/bin/env node
 /**
  * The `ws-duplex` executable: runs main() on the process's stdio and sets the exit status.
- * SIGINT / SIGTERM close every connection gracefully (1001) and exit with 130 / 143; a second
- * signal exits at once.
+ * SIGINT / SIGTERM / SIGHUP close every connection gracefully (1001) and exit with 130 / 143 /
+ * 129; a second signal exits at once.
  */
 import { main } from './cli.js'
 
-const signals = { SIGINT: 130, SIGTERM: 143 } as const
+// SIGHUP too: the terminal went away, and `--exec` commands (in sessions of their own) would
+// not hear of it.
+const signals = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const
+
+// A log reader that goes away must not crash us, even with an error reported on the way out.
+process.stderr.on('error', () => {})
 const interrupt = new AbortController()
 
 function onSignal(signal: keyof typeof signals): void {

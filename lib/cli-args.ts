@@ -19,8 +19,9 @@ export const USAGE = `Usage:
                                status 0, else 1011; the connection's end ends its stdin.
                                It gets WS_DUPLEX_REMOTE_ADDRESS, WS_DUPLEX_REMOTE_PORT,
                                WS_DUPLEX_PATH and WS_DUPLEX_PROTOCOL in its environment.
-                               On an interrupt it and what it started (its process
-                               group) get SIGTERM, and SIGKILL 2 s later.
+                               It runs in a session of its own (no controlling
+                               terminal). On an interrupt it and what it started (its
+                               process group) get SIGTERM, and SIGKILL 2 s later.
         (neither)              stdin/stdout, for a single connection, then exit
   ws-duplex bridge ws://host:port[/path] tcp://host:port
       Listen for WebSocket clients and connect each to the TCP address (websockify-
@@ -68,8 +69,8 @@ Exit status:
   2    usage: unknown command or option, bad URL, address or value
   3    could not connect or listen: refused, unreachable, DNS, TLS failure, handshake
        rejected (HTTP status) or timed out, address in use
-  130  interrupted by SIGINT (143: SIGTERM) after closing connections with 1001; a
-       second signal exits at once
+  130  interrupted by SIGINT (143: SIGTERM, 129: SIGHUP) after closing connections
+       with 1001; a second signal exits at once
   Servers (listen --echo, listen --exec, bridge) run until interrupted; a failing stderr
   (its reader gone) does not stop them. Errors are one line on stderr:
   "ws-duplex: <what>: <message> (<ERR_CODE>[, HTTP <status>][, close code <code>])";

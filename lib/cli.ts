@@ -48,7 +48,7 @@ export interface CliIo {
   stderrIsTTY?: boolean
   /**
    * Aborting it interrupts: connections close with 1001 and `main()` resolves with 130, or with
-   * 143 when the abort reason is `'SIGTERM'`.
+   * 143 / 129 when the abort reason is `'SIGTERM'` / `'SIGHUP'`.
    */
   signal?: AbortSignal
 }
@@ -59,6 +59,7 @@ export const ExitCode = {
   Abnormal: 1,
   Usage: 2,
   CouldNotConnect: 3,
+  HungUp: 129,
   Interrupted: 130,
   Terminated: 143
 } as const
@@ -295,7 +296,7 @@ async function runListen(
     return ExitCode.Abnormal
   }
 
-  const children = new Set<ChildProcess>()
+  const commands = new Commands()
   const sessions = new Sessions(report)
   report.startProgress(true)
   server.on('connection', (ws, request) => {
@@ -303,20 +304,18 @@ async function runListen(
     sessions.run(label, () =>
       mode.kind === 'echo'
         ? echoSession(ws, report.progress)
-        : execSession(ws, request, mode.command, io, report.progress, children)
+        : execSession(ws, request, mode.command, io, report.progress, commands)
     )
   })
   // A second signal exits at once (bin.ts): the commands must not outlive us then either.
-  const killCommands = (): void => {
-    for (const child of children) signalCommand(child, 'SIGKILL')
-  }
+  const killCommands = (): void => commands.signal('SIGKILL')
   process.on('exit', killCommands)
   try {
     await interrupted(io.signal)
     await listener.close()
-    for (const child of children) signalCommand(child, 'SIGTERM')
+    commands.signal('SIGTERM')
     await sessions.settled()
-    await commandsEnded(children, COMMAND_GRACE_MS)
+    await commands.ended(COMMAND_GRACE_MS)
     return interruptedStatus(io.signal)
   } finally {
     process.off('exit', killCommands)
@@ -326,35 +325,67 @@ async function runListen(
 /** How long `--exec` commands have after SIGTERM before SIGKILL, once we are interrupted. */
 const COMMAND_GRACE_MS = 2000
 
-/** Signals a command and everything it started: its process group. */
-function signalCommand(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined) return
+/**
+ * The `--exec` commands of a server. Each runs in its own process group (a new session, so
+ * without a controlling terminal), and a signal goes to the whole group: what the shell started
+ * too, even after the command itself has exited.
+ */
+class Commands {
+  readonly #running = new Set<ChildProcess>()
+  /** Groups whose command exited while something it started still runs. */
+  readonly #lingering = new Set<number>()
+
+  start(child: ChildProcess): void {
+    this.#running.add(child)
+  }
+
+  exited(child: ChildProcess): void {
+    this.#running.delete(child)
+    for (const group of this.#lingering) if (!groupAlive(group)) this.#lingering.delete(group)
+    if (child.pid !== undefined && groupAlive(child.pid)) this.#lingering.add(child.pid)
+  }
+
+  signal(signal: NodeJS.Signals): void {
+    for (const child of this.#running) if (child.pid !== undefined) signalGroup(child.pid, signal)
+    for (const group of this.#lingering) signalGroup(group, signal)
+  }
+
+  /**
+   * Waits for the running commands to end, at most `ms`; then every group still there is
+   * killed and its command let go, so that neither a command ignoring SIGTERM nor an orphan
+   * holding its stderr keeps us running.
+   */
+  async ended(ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined
+    const allClosed = Promise.all(
+      [...this.#running].map((child) => new Promise((resolve) => child.once('close', resolve)))
+    )
+    await Promise.race([allClosed, new Promise((resolve) => (timer = setTimeout(resolve, ms)))])
+    clearTimeout(timer)
+    this.signal('SIGKILL')
+    for (const child of this.#running) {
+      child.stdin?.destroy()
+      child.stdout?.destroy()
+      child.stderr?.destroy()
+      child.unref()
+    }
+  }
+}
+
+function signalGroup(group: number, signal: NodeJS.Signals | 0): void {
   try {
-    process.kill(-child.pid, signal)
+    process.kill(-group, signal)
   } catch {
     // The group is gone already.
   }
 }
 
-/**
- * Waits for the commands to end, at most `ms`; the rest are killed with their process groups
- * and let go, so that neither a command ignoring SIGTERM nor an orphan holding its stderr keeps
- * us running.
- */
-async function commandsEnded(children: Set<ChildProcess>, ms: number): Promise<void> {
-  if (children.size === 0) return
-  let timer: NodeJS.Timeout | undefined
-  const allClosed = Promise.all(
-    [...children].map((child) => new Promise((resolve) => child.once('close', resolve)))
-  )
-  await Promise.race([allClosed, new Promise((resolve) => (timer = setTimeout(resolve, ms)))])
-  clearTimeout(timer)
-  for (const child of children) {
-    signalCommand(child, 'SIGKILL')
-    child.stdin?.destroy()
-    child.stdout?.destroy()
-    child.stderr?.destroy()
-    child.unref()
+function groupAlive(group: number): boolean {
+  try {
+    process.kill(-group, 0)
+    return true
+  } catch {
+    return false
   }
 }
 
@@ -388,7 +419,7 @@ function execSession(
   command: string,
   io: CliIo,
   progress: Progress,
-  children: Set<ChildProcess>
+  commands: Commands
 ): Promise<Error | undefined> {
   return new Promise((resolve) => {
     let failure: Error | undefined
@@ -407,7 +438,7 @@ function execSession(
         WS_DUPLEX_PROTOCOL: ws.socket.protocol
       }
     })
-    children.add(child)
+    commands.start(child)
     child.stderr.on('data', (chunk: Buffer) => io.stderr.write(chunk))
 
     // The connection to the command's stdin; a command that stops reading drops the rest.
@@ -438,7 +469,7 @@ function execSession(
     })
     child.on('close', (code, signal) => {
       exited = true
-      children.delete(child)
+      commands.exited(child)
       if (code !== 0) failure ??= new Error(`the command exited with ${code ?? signal}`)
       if (!canWrite(ws)) return
       if (code === 0) ws.end()
@@ -446,7 +477,7 @@ function execSession(
     })
     ws.on('error', (error) => {
       failure ??= error
-      if (!exited) signalCommand(child, 'SIGTERM')
+      if (!exited && child.pid !== undefined) signalGroup(child.pid, 'SIGTERM')
     })
     ws.on('close', () => {
       if (!exited) {
@@ -750,7 +781,8 @@ function interrupted(signal: AbortSignal | undefined): Promise<void> {
 }
 
 function interruptedStatus(signal: AbortSignal | undefined): number {
-  return signal?.reason === 'SIGTERM' ? ExitCode.Terminated : ExitCode.Interrupted
+  if (signal?.reason === 'SIGTERM') return ExitCode.Terminated
+  return signal?.reason === 'SIGHUP' ? ExitCode.HungUp : ExitCode.Interrupted
 }
 
 function connectFailureStatus(error: unknown): number {

@@ -118,7 +118,15 @@ export class WsDuplex
       {
         resumeReading: () => connection.resumeReading(),
         abandon: (error) => {
-          this.destroy(error)
+          // A `break` while a sink runs: its source may be about to end (the reply it waited
+          // for has just come), and the peer's close code depends on it; give it a turn.
+          if (error === undefined && this.#sinkRun?.draining === true) {
+            setTimeout(destroyDuplex, 0, this)
+            return
+          }
+          // Once the connection failed, letting go (a sink stopping its source, say) must keep
+          // its error, not turn it into a plain stop.
+          this.destroy(error ?? (connection.closeInfo === undefined ? undefined : connection.fatal))
         }
       },
       this.readableHighWaterMark
@@ -183,8 +191,8 @@ export class WsDuplex
       throw connection.fatal ?? this.errored ?? closedError(connection.lastCloseCode)
     }
     this.#writeFace = 'sink'
-    this.#sinkRun = new SinkRun(this.#sinkWriter(), source)
-    await this.#sinkRun.done
+    this.#sinkRun = new SinkRun(this.#sinkWriter())
+    await this.#sinkRun.run(source)
   }
 
   /**
@@ -319,14 +327,29 @@ export class WsDuplex
   }
 
   /**
-   * Whether letting go now leaves a transfer unfinished: a sink whose source has not ended, or
-   * writes without end(), or chunks Node still buffers (that would be dropped). The peer must
-   * then not take the ending for a complete transfer, so it gets 1011 rather than 1000.
+   * Whether letting go with `error` cuts a transfer short, so that the peer must get 1011 and
+   * not take the ending for a complete transfer: a real error; a sink whose source has not
+   * ended; chunks Node still buffers (they would be dropped); or an abort (`pipeline()`'s
+   * signal) while writes were not ended. A plain destroy() or `break` with the write side idle
+   * is a clean stop: every written byte went out (the request of a request/response, say).
    */
-  #leavesWritesUnfinished(): boolean {
+  #cutsTransferShort(error: Error | null): boolean {
+    if (isFailure(error)) return true
     if (this.#sinkRun?.draining === true) return true
-    if (this.#writeFace === 'stream' && !this.writableEnded) return true
-    return this.writableLength > this.#heldWriteBytes
+    if (this.writableLength > this.#heldWriteBytes) return true
+    return error !== null && this.#writeFace === 'stream' && !this.writableEnded
+  }
+
+  /**
+   * A sink must settle once the connection failed, but its rejection must not overtake the
+   * frames still queued for `source`: it-pipe merges both into one output, which a rejection
+   * would end before the reader got them. So it waits until they are taken.
+   */
+  #stopSinkAfterSource(error: Error): void {
+    const sinkRun = this.#sinkRun
+    if (sinkRun === undefined) return
+    if (this.#source === undefined) sinkRun.stop(error)
+    else this.#source.whenDrained(() => sinkRun.stop(error))
   }
 
   override _final(callback: WriteCallback): void {
@@ -411,12 +434,12 @@ export class WsDuplex
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     const connection = this.#connection
     const failure = error ?? closedError(connection.closeInfo?.code)
-    const asFailure = isFailure(error) || this.#leavesWritesUnfinished()
+    const asFailure = this.#cutsTransferShort(error)
     this.#takeHeldWrite()?.(failure)
     this.#source?.fail(failure)
-    // After a clean close the connection has already given a running sink its due (its source
-    // may be about to end with the stream); this destroy only lets go of the object.
-    if (error !== null || connection.closeInfo === undefined) this.#sinkRun?.stop(failure)
+    // Once the connection is over it has already settled a running sink (or will, after the
+    // source's frames); this destroy only lets go of the object.
+    if (connection.closeInfo === undefined) this.#stopSinkAfterSource(failure)
     connection.release(failure, asFailure, () => callback(error))
   }
 
@@ -456,9 +479,8 @@ export class WsDuplex
 
       connectionClosed(error: WsDuplexError | undefined): void {
         const duplex = this.#duplex
-        const sinkRun = duplex.#sinkRun
-        if (error !== undefined) sinkRun?.stop(error)
-        else sinkRun?.stopUnlessEnding(closedError(duplex.#connection.closeInfo?.code))
+        if (error === undefined) duplex.#sinkRun?.endWithStream()
+        else duplex.#stopSinkAfterSource(error)
         duplex[kOnConnectionClosed]?.(duplex)
       }
 
@@ -522,6 +544,10 @@ function destroyAfterEnd(this: WsDuplex): void {
 }
 
 function ignoreError(): void {}
+
+function destroyDuplex(duplex: WsDuplex): void {
+  duplex.destroy()
+}
 
 function readFaceConflict(what: string): WsDuplexError {
   return new WsDuplexError('ERR_FACE_CONFLICT', `${what} cannot be used once \`source\` is in use`)

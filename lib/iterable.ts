@@ -36,22 +36,30 @@ type SourceIterator = { return?: () => unknown }
  * not bytes (a string, a number, a Uint16Array...) fails the sink like a throwing source: the
  * chunks before it are sent, the peer gets 1011, the sink rejects with a TypeError.
  *
- * The stream can stop it early (failed, destroyed, or over while the source still runs). Its
- * promise then settles at once, without waiting for a source that may never yield again, and
- * the source is told to clean up (`return()`), as a `for await` loop that stops would.
+ * The stream can stop it early: failed or destroyed (it rejects), or closed cleanly (it
+ * resolves: every byte it wrote was delivered). Its promise then settles at once, without
+ * waiting for a source that may never yield again, and the source is told to clean up
+ * (`return()`), as a `for await` loop that stops would.
  */
 export class SinkRun {
-  /** Settles when every byte is flushed and the close frame sent, or with the stream's error. */
-  readonly done: Promise<void>
+  readonly #writer: ChunkWriter
   #iterator: SourceIterator | undefined
   #draining = true
   #stopped = false
-  #settleStopped: (error: Error) => void = noop
+  #settle: (error?: Error) => void = noop
 
-  constructor(writer: ChunkWriter, source: Source<SinkChunk>) {
-    const stopped = new Promise<never>((_resolve, reject) => (this.#settleStopped = reject))
+  /** Draining from the start: a sync source can fail the stream before run() returns. */
+  constructor(writer: ChunkWriter) {
+    this.#writer = writer
+  }
+
+  /** Settles when every byte is flushed and the close frame sent, or with the stream's error. */
+  run(source: Source<SinkChunk>): Promise<void> {
+    const stopped = new Promise<void>((resolve, reject) => {
+      this.#settle = (error) => (error === undefined ? resolve() : reject(error))
+    })
     // One race per sink, not per chunk: the loop itself pays nothing for being stoppable.
-    this.done = Promise.race([this.#drain(writer, source), stopped])
+    return Promise.race([this.#drain(this.#writer, source), stopped])
   }
 
   /** Whether the source is still being copied (the sink has not reached its end). */
@@ -61,19 +69,22 @@ export class SinkRun {
 
   /** The stream can take no more: the sink rejects with `error` unless its source had ended. */
   stop(error: Error): void {
-    if (!this.#draining || this.#stopped) return
-    this.#stopped = true
-    this.#settleStopped(error)
-    this.#closeSource()
+    this.#stopEarly(error)
   }
 
   /**
-   * The connection ended cleanly: a source that ends with the stream (an echo of `source`, say)
-   * is given a turn to do so, and the sink then resolves as usual. One still running after that
-   * could never send again, so it is stopped with `error`.
+   * The connection ended cleanly while the source still ran: everything the sink wrote was
+   * delivered, so it resolves; what the source might still give could never be sent.
    */
-  stopUnlessEnding(error: Error): void {
-    if (this.#draining) setTimeout(stopRun, 0, this, error)
+  endWithStream(): void {
+    this.#stopEarly(undefined)
+  }
+
+  #stopEarly(error: Error | undefined): void {
+    if (!this.#draining || this.#stopped) return
+    this.#stopped = true
+    this.#settle(error)
+    this.#closeSource()
   }
 
   async #drain(writer: ChunkWriter, source: Source<SinkChunk>): Promise<void> {
@@ -98,6 +109,8 @@ export class SinkRun {
       throw error
     } finally {
       this.#draining = false
+      // Done with it: the sink must not keep the source (a large array, say) alive.
+      this.#iterator = undefined
     }
     if (!this.#stopped) await writer.finish()
   }
@@ -109,7 +122,7 @@ export class SinkRun {
       try {
         result = await iterator.next()
       } catch (error) {
-        throw this.#sourceFailed(writer, error)
+        throw this.#sourceFailed(writer, error, true)
       }
       if (this.#stopped || result.done === true) return
       const chunk: unknown = result.value
@@ -136,7 +149,7 @@ export class SinkRun {
         chunk = result.value
         if (!(chunk instanceof Uint8Array) && isThenable(chunk)) chunk = await chunk
       } catch (error) {
-        throw this.#sourceFailed(writer, error)
+        throw this.#sourceFailed(writer, error, true)
       }
       if (this.#stopped) return
       if (!(chunk instanceof Uint8Array)) await this.#writeOther(writer, chunk)
@@ -161,10 +174,11 @@ export class SinkRun {
   }
 
   /** The source's fault: the stream is torn down (the peer gets 1011) with this error. */
-  #sourceFailed(writer: ChunkWriter, error: unknown): Error {
+  #sourceFailed(writer: ChunkWriter, error: unknown, nextThrew = false): Error {
     const failure = error instanceof Error ? error : new Error(String(error))
-    // A source whose next() threw is finished: it must not be asked to return().
-    this.#iterator = undefined
+    // A source whose next() threw is finished and must not be asked to return(); one that gave
+    // a bad chunk is told to stop, so its finally blocks run.
+    if (nextThrew) this.#iterator = undefined
     writer.abort(failure)
     return failure
   }
@@ -253,6 +267,8 @@ export class SourceQueue implements AsyncIterator<Uint8Array>, AsyncIterable<Uin
   #iterated = false
   /** The consumer let go (`return()` or `throw()`): like a finished generator, it is done. */
   #released = false
+  /** Called once the consumer has taken every queued frame (or let go). */
+  #onDrained: (() => void) | undefined
 
   constructor(owner: SourceOwner, highWaterMark: number) {
     this.#owner = owner
@@ -297,6 +313,7 @@ export class SourceQueue implements AsyncIterator<Uint8Array>, AsyncIterable<Uin
       if (this.#head === this.#chunks.length) {
         this.#chunks = []
         this.#head = 0
+        if (this.#onDrained !== undefined) this.#drained()
       }
       const wasFull = this.#queuedBytes >= this.#highWaterMark
       this.#queuedBytes -= chunk.length
@@ -322,6 +339,22 @@ export class SourceQueue implements AsyncIterator<Uint8Array>, AsyncIterable<Uin
     return Promise.resolve({ value: undefined, done: true })
   }
 
+  /**
+   * Runs `callback` once the consumer has taken every frame queued now (at once if none is), so
+   * that news racing the frames (a sink's rejection, which it-pipe merges into the same output)
+   * cannot overtake them.
+   */
+  whenDrained(callback: () => void): void {
+    this.#onDrained = callback
+    if (this.#queuedBytes === 0) this.#drained()
+  }
+
+  #drained(): void {
+    const callback = this.#onDrained
+    this.#onDrained = undefined
+    callback?.()
+  }
+
   /** Drops what is queued and answers a pending next() with done; true if the stream was live. */
   #letGo(): boolean {
     const live = !this.#released && !this.#ended && this.#error === undefined
@@ -333,6 +366,7 @@ export class SourceQueue implements AsyncIterator<Uint8Array>, AsyncIterable<Uin
     const waiter = this.#waiter
     this.#waiter = undefined
     waiter?.resolve({ value: undefined, done: true })
+    this.#drained()
     return live
   }
 
@@ -363,7 +397,3 @@ export class SourceQueue implements AsyncIterator<Uint8Array>, AsyncIterable<Uin
 const EMPTY = new Uint8Array(0)
 
 function noop(): void {}
-
-function stopRun(run: SinkRun, error: Error): void {
-  run.stop(error)
-}

@@ -68,7 +68,16 @@ export class WsStream implements ItDuplex<
     this.#source = new SourceQueue(
       {
         resumeReading: () => {},
-        abandon: (error) => this.destroy(error)
+        abandon: (error) => {
+          // A `break` while a sink runs: its source may be about to end; give it a turn.
+          if (error === undefined && this.#sinkRun?.draining === true) {
+            setTimeout(() => this.destroy(), 0)
+            return
+          }
+          const connection = this.#connection
+          // Once the connection failed, letting go must keep its error (as WsDuplex's does).
+          this.destroy(error ?? (connection.closeInfo === undefined ? undefined : connection.fatal))
+        }
       },
       normalized.readableHighWaterMark
     )
@@ -80,7 +89,10 @@ export class WsStream implements ItDuplex<
     )
   }
 
-  /** The bytes received (it-stream-types `Source`); `break` closes with 1000. Iterate once. */
+  /**
+   * The bytes received (it-stream-types `Source`); `break` closes with 1000 (4011 if a sink is
+   * still sending). Iterate once.
+   */
   get source(): AsyncIterable<Uint8Array> {
     return this.#source
   }
@@ -124,18 +136,27 @@ export class WsStream implements ItDuplex<
 
   /**
    * Lets go at once: what was written in this tick (up to one frame) and a best-effort close
-   * frame (1000 without an error, 4011 with one) go out, the source and sink fail with `error`
-   * (or ERR_STREAM_CLOSED), and nothing more is delivered.
+   * frame go out, the source and sink fail with `error` (or ERR_STREAM_CLOSED), and nothing
+   * more is delivered. The close frame is 1000 without an error and with no sink still running,
+   * 4011 otherwise (a peer must not take a sink cut short for a complete transfer).
    */
   destroy(error?: Error): void {
     if (this.#destroyed) return
     this.#destroyed = true
-    const failure = error ?? closedError(this.#connection.closeInfo?.code)
+    const connection = this.#connection
+    const failure = error ?? closedError(connection.closeInfo?.code)
     this.#source.fail(failure)
-    // A sink whose source has not ended leaves the transfer unfinished: the peer gets 1011.
     const asFailure = isFailure(error) || this.#sinkRun?.draining === true
-    this.#sinkRun?.stop(failure)
-    this.#connection.release(failure, asFailure, ignore)
+    // Once the connection is over it has already settled a running sink (or will, after the
+    // source's frames).
+    if (connection.closeInfo === undefined) this.#stopSinkAfterSource(failure)
+    connection.release(failure, asFailure, ignore)
+  }
+
+  /** As WsDuplex's: a sink's rejection must not overtake the frames still queued for `source`. */
+  #stopSinkAfterSource(error: Error): void {
+    const sinkRun = this.#sinkRun
+    if (sinkRun !== undefined) this.#source.whenDrained(() => sinkRun.stop(error))
   }
 
   /** @internal */
@@ -167,8 +188,8 @@ export class WsStream implements ItDuplex<
     if (this.#destroyed || this.#finished !== undefined || connection.closeInfo !== undefined) {
       throw connection.fatal ?? this.#closeError ?? closedError(connection.lastCloseCode)
     }
-    this.#sinkRun = new SinkRun(this.#writer(), source)
-    await this.#sinkRun.done
+    this.#sinkRun = new SinkRun(this.#writer())
+    await this.#sinkRun.run(source)
   }
 
   #writer(): ChunkWriter {
@@ -211,9 +232,8 @@ export class WsStream implements ItDuplex<
       },
       connectionClosed: (error) => {
         this.#closeError = error
-        const sinkRun = this.#sinkRun
-        if (error !== undefined) sinkRun?.stop(error)
-        else sinkRun?.stopUnlessEnding(closedError(this.#connection.closeInfo?.code))
+        if (error === undefined) this.#sinkRun?.endWithStream()
+        else this.#stopSinkAfterSource(error)
       },
       surfaceFatal: (error) => {
         // The source throws it once its queued frames are read.

@@ -844,6 +844,31 @@ describe('ws-duplex CLI', () => {
       expect(await client.status()).to.equal(0)
     })
 
+    it('--exec: an interrupt also ends what a command left running after it exited', async function () {
+      this.timeout(15_000)
+      const dir = await mkdtemp(join(tmpdir(), 'ws-duplex-exec-'))
+      cleanup.add(() => rm(dir, { recursive: true, force: true }))
+      const pidFile = join(dir, 'pid')
+      const command = `sleep 30 </dev/null >/dev/null 2>&1 & echo $! > '${pidFile}'; echo started`
+      const { run, address } = await startServerMain(['listen', '--exec', command, '127.0.0.1:0'])
+      const client = runMain(['connect', '--on-eof', 'wait', address])
+      expect(await client.status()).to.equal(0)
+      expect(client.stdout.text).to.equal('started\n')
+      const pid = Number(readFileSync(pidFile, 'utf8'))
+      const alive = (): boolean => {
+        try {
+          process.kill(pid, 0)
+          return true
+        } catch {
+          return false
+        }
+      }
+      expect(alive()).to.equal(true)
+      run.interrupt()
+      expect(await run.status(10_000)).to.equal(ExitCode.Interrupted)
+      await until(() => !alive(), 'the background job to be gone', 3000, 20)
+    })
+
     it('--origin allows only the given origins', async () => {
       const { address } = await startServerMain([
         'listen',
@@ -1058,6 +1083,24 @@ describe('ws-duplex CLI', () => {
       expect(reset.stderr.text).to.match(
         /^ws-duplex: .*\(ERR_ABNORMAL_CLOSURE, close code 1006\)\n$/
       )
+    })
+
+    it('keeps its exit status when stderr has no reader left for the error it reports', async () => {
+      const usage = runBin(['connect'])
+      const refused = runBin(['connect', `ws://127.0.0.1:${await closedPort()}/`])
+      usage.child.stderr?.destroy()
+      refused.child.stderr?.destroy()
+      expect(await usage.exit()).to.equal(2)
+      expect(await refused.exit()).to.equal(3)
+    })
+
+    it('SIGHUP closes the connections with 1001 and exits 129', async () => {
+      const { run, address } = await startServerBin(['listen', '--echo', '127.0.0.1:0'])
+      const client = await connect(address)
+      const closing = closingOf(client, 5000)
+      run.child.kill('SIGHUP')
+      expect(await closing).to.include({ code: 1001, initiator: 'remote' })
+      expect(await run.exit()).to.equal(ExitCode.HungUp)
     })
 
     it('SIGINT closes with 1001 and exits 130', async () => {

@@ -521,13 +521,30 @@ describe('WsDuplex', () => {
       await peer.tcpClosed()
     })
 
-    it('sends 1011 when written bytes were not ended: the peer must not see a complete transfer', async () => {
+    it('sends 1000 after writes without end() once every byte went out (a request, its reply read)', async () => {
       const { duplex, peer } = await rawPair()
-      duplex.write(Buffer.from('half of it'))
-      duplex.destroy()
+      await new Promise<void>((resolve) => duplex.write(Buffer.from('request'), () => resolve()))
+      peer.sendBinary(Buffer.from('reply'))
+      for await (const chunk of duplex) {
+        expect(Buffer.from(chunk as Uint8Array).toString()).to.equal('reply')
+        break
+      }
       const got = await peer.readUntilClose()
-      expect(got.data.toString()).to.equal('half of it')
-      expect(got.close?.code).to.equal(1011)
+      expect(got.data.toString()).to.equal('request')
+      expect(got.close?.code).to.equal(1000)
+    })
+
+    it('sends 1011 while a sink still runs: the peer must not see a complete transfer', async () => {
+      const { duplex, peer } = await rawPair()
+      async function* source(): AsyncGenerator<Uint8Array> {
+        yield Buffer.from('first part')
+        await new Promise(() => {})
+      }
+      const sinking = duplex.sink(source()).catch((e: unknown) => e)
+      expect((await peer.nextFrame()).payload.toString()).to.equal('first part')
+      duplex.destroy()
+      expect((await peer.readUntilClose()).close?.code).to.equal(1011)
+      expect(await sinking).to.include({ code: 'ERR_STREAM_CLOSED' })
     })
 
     it('sends 1000 after end() when every written byte still goes out first', async () => {
@@ -1054,6 +1071,29 @@ describe('WsDuplex', () => {
   })
 
   describe('reading after our close frame', () => {
+    it('a reader slower than closeTimeout still gets everything: the clock stops while paused', async () => {
+      const { duplex, peer } = await rawPair({ maxReadBuffer: 256 * 1024, closeTimeout: 300 })
+      duplex.end()
+      expect((await peer.nextFrame()).opcode).to.equal(Opcode.Close)
+      const payload = patternBytes(2 * 1024 * 1024)
+      for (let i = 0; i < payload.length; i += 64 * 1024) {
+        peer.sendBinary(payload.subarray(i, i + 64 * 1024))
+      }
+      peer.sendClose(1000)
+      // About 1 s for 2 MiB: several close timeouts' worth.
+      const received: Buffer[] = []
+      const slow = new Writable({
+        highWaterMark: 16 * 1024,
+        write(chunk: Buffer, _encoding, callback) {
+          received.push(chunk)
+          setTimeout(callback, 25)
+        }
+      })
+      await withTimeout(pipeline(duplex, slow), 10_000, 'the slow read')
+      expect(Buffer.concat(received).equals(payload)).to.equal(true)
+      expect(duplex.closeInfo).to.deep.include({ code: 1000, wasClean: true })
+    })
+
     it('goes on past the mark to see the answer, but pauses at maxReadBuffer, losing nothing', async () => {
       const maxReadBuffer = 256 * 1024
       const { duplex, peer } = await rawPair({ maxReadBuffer })

@@ -412,12 +412,17 @@ describe('WsDuplex source / sink', () => {
       return source
     }
 
+    it('resolves when the peer closes cleanly while the source waits, and stops the source', async () => {
+      const { duplex, peer } = await openRawPair(cleanup)
+      const source = stalledSource(Buffer.from('first'))
+      const sinking = sinkRejection(duplex, source)
+      expect((await peer.nextFrame()).payload.toString()).to.equal('first')
+      peer.sendClose(1000)
+      expect(await withTimeout(sinking, 2000, 'sink()')).to.equal(undefined)
+      expect(source.returned).to.equal(true)
+    })
+
     const endings: [string, (peer: RawPeer, duplex: WsDuplex) => void, object][] = [
-      [
-        'the peer closes with 1000',
-        (peer) => peer.sendClose(1000),
-        { code: 'ERR_STREAM_CLOSED', closeCode: 1000 }
-      ],
       [
         'the peer closes with 1011',
         (peer) => peer.sendClose(1011),
@@ -442,6 +447,96 @@ describe('WsDuplex source / sink', () => {
         expect(source.returned).to.equal(true)
       })
     }
+
+    for (const [ending, code] of [
+      ['cleanly', 1000],
+      ['with 1011', 1011]
+    ] as const) {
+      it(`it-pipe with an open sink source: a slow reader gets every byte when the peer closes ${ending}`, async () => {
+        const { duplex, peer } = await openRawPair(cleanup)
+        const payload = patternBytes(40 * 64 * 1024)
+        for (let i = 0; i < payload.length; i += 64 * 1024) {
+          peer.sendBinary(payload.subarray(i, i + 64 * 1024))
+        }
+        peer.sendClose(code)
+        const received: Uint8Array[] = []
+        const piping = pipe(stalledSource(Buffer.from('hello')), duplex, async (source) => {
+          for await (const chunk of source) {
+            received.push(chunk.slice())
+            // A reader slower than the socket (5 ms a frame), so frames are still queued.
+            await new Promise((resolve) => setTimeout(resolve, 5))
+          }
+        }).then(
+          () => undefined,
+          (e: unknown) => e
+        )
+        const outcome = await withTimeout(piping, 5000, 'pipe()')
+        expect(Buffer.concat(received).equals(payload)).to.equal(true)
+        if (code === 1000) expect(outcome).to.equal(undefined)
+        else expect(outcome).to.include({ code: 'ERR_PEER_CLOSED_WITH_ERROR', closeCode: 1011 })
+      })
+    }
+
+    it('an echo (sink of its own source) keeps the error of a peer that resets: on the stream too', async () => {
+      const { duplex, peer } = await openRawPair(cleanup)
+      const errored = new Promise<Error>((resolve) => duplex.once('error', resolve))
+      const sinking = sinkRejection(duplex, duplex.source)
+      peer.sendBinary(Buffer.from('echo me'))
+      expect((await peer.nextFrame()).payload.toString()).to.equal('echo me')
+      peer.reset()
+      expect(await withTimeout(sinking, 2000, 'sink()')).to.include({
+        code: 'ERR_ABNORMAL_CLOSURE'
+      })
+      expect(await withTimeout(errored, 2000, "'error'")).to.include({
+        code: 'ERR_ABNORMAL_CLOSURE'
+      })
+    })
+
+    it('break once the last reply is in: the sink ends as its source does, and the peer gets 1000', async () => {
+      const { duplex, peer } = await openRawPair(cleanup)
+      let allAnswered = (): void => {}
+      const answered = new Promise<void>((resolve) => (allAnswered = resolve))
+      async function* requests(): AsyncGenerator<Uint8Array> {
+        yield Buffer.from('question')
+        await answered
+      }
+      const sinking = duplex.sink(requests())
+      expect((await peer.nextFrame()).payload.toString()).to.equal('question')
+      peer.sendBinary(Buffer.from('answer'))
+      for await (const reply of duplex.source) {
+        expect(Buffer.from(reply).toString()).to.equal('answer')
+        allAnswered()
+        break
+      }
+      await withTimeout(sinking, 2000, 'sink()')
+      expect((await peer.readUntilClose()).close?.code).to.equal(1000)
+    })
+
+    it('tells a source that gave a chunk that is not bytes to stop (its finally runs)', async () => {
+      const { duplex, peer } = await openRawPair(cleanup)
+      let cleaned = false
+      function* source(): Generator<unknown> {
+        try {
+          yield Buffer.from('ok')
+          yield 'not bytes'
+        } finally {
+          cleaned = true
+        }
+      }
+      expectInvalidArgType(await sinkRejection(duplex, source()), 'type string')
+      expect(cleaned).to.equal(true)
+      expect((await peer.readUntilClose()).close?.code).to.equal(1011)
+    })
+
+    it('gives the peer 1011 when a plain generator fails with an AbortError at once', async () => {
+      const { duplex, peer } = await openRawPair(cleanup)
+      function* source(): Generator<Uint8Array> {
+        yield Buffer.from('part')
+        throw new DOMException('aborted', 'AbortError')
+      }
+      expect(await sinkRejection(duplex, source())).to.include({ name: 'AbortError' })
+      expect((await peer.readUntilClose()).close?.code).to.equal(1011)
+    })
 
     it('close() during a sink: the close is clean, and a later chunk rejects the sink', async () => {
       const { duplex, peer } = await openRawPair(cleanup)

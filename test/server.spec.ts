@@ -785,7 +785,8 @@ describe('createServer', () => {
         if (via === 'listener') server.on('connection', () => void server.close())
         else {
           void (async () => {
-            for await (const _duplex of server) {
+            for await (const duplex of server) {
+              expect(duplex).to.be.instanceOf(WsDuplex)
               void server.close()
               break
             }
