@@ -154,6 +154,10 @@ export class Connection {
     return this.#opened
   }
 
+  get closeTimeout(): number {
+    return this.#options.closeTimeout
+  }
+
   get closeInfo(): CloseInfo | undefined {
     return this.#closeInfo
   }

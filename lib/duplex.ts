@@ -340,16 +340,12 @@ export class WsDuplex
     return error !== null && this.#writeFace === 'stream' && !this.writableEnded
   }
 
-  /**
-   * A sink must settle once the connection failed, but its rejection must not overtake the
-   * frames still queued for `source`: it-pipe merges both into one output, which a rejection
-   * would end before the reader got them. So it waits until they are taken.
-   */
+  /** A failed connection settles a running sink, after the frames queued for `source`. */
   #stopSinkAfterSource(error: Error): void {
     const sinkRun = this.#sinkRun
     if (sinkRun === undefined) return
     if (this.#source === undefined) sinkRun.stop(error)
-    else this.#source.whenDrained(() => sinkRun.stop(error))
+    else sinkRun.stopAfterReader(this.#source, error, this.#connection.closeTimeout)
   }
 
   override _final(callback: WriteCallback): void {
@@ -479,8 +475,10 @@ export class WsDuplex
 
       connectionClosed(error: WsDuplexError | undefined): void {
         const duplex = this.#duplex
-        if (error === undefined) duplex.#sinkRun?.endWithStream()
-        else duplex.#stopSinkAfterSource(error)
+        // A destroyed stream has settled its sink already (or will, after its reader).
+        if (error === undefined) {
+          if (!duplex.destroyed) duplex.#sinkRun?.endWithStream()
+        } else duplex.#stopSinkAfterSource(error)
         duplex[kOnConnectionClosed]?.(duplex)
       }
 

@@ -46,6 +46,8 @@ export class SinkRun {
   #iterator: SourceIterator | undefined
   #draining = true
   #stopped = false
+  /** A stop waiting for the reader (stopAfterReader): no later ending may resolve the sink. */
+  #stopping = false
   #settle: (error?: Error) => void = noop
 
   /** Draining from the start: a sync source can fail the stream before run() returns. */
@@ -77,7 +79,22 @@ export class SinkRun {
    * delivered, so it resolves; what the source might still give could never be sent.
    */
   endWithStream(): void {
-    this.#stopEarly(undefined)
+    if (!this.#stopping) this.#stopEarly(undefined)
+  }
+
+  /**
+   * Rejects with `error` once `source`'s queued frames are taken, so that the rejection cannot
+   * overtake them (it-pipe merges both into one output), or after `ms` at most: a reader that
+   * stopped reading must not hold the sink forever.
+   */
+  stopAfterReader(source: SourceQueue, error: Error, ms: number): void {
+    if (!this.#draining || this.#stopped || this.#stopping) return
+    this.#stopping = true
+    const timer = setTimeout(stopRun, ms, this, error)
+    source.whenDrained(() => {
+      clearTimeout(timer)
+      this.stop(error)
+    })
   }
 
   #stopEarly(error: Error | undefined): void {
@@ -397,3 +414,7 @@ export class SourceQueue implements AsyncIterator<Uint8Array>, AsyncIterable<Uin
 const EMPTY = new Uint8Array(0)
 
 function noop(): void {}
+
+function stopRun(run: SinkRun, error: Error): void {
+  run.stop(error)
+}

@@ -155,8 +155,7 @@ export class WsStream implements ItDuplex<
 
   /** As WsDuplex's: a sink's rejection must not overtake the frames still queued for `source`. */
   #stopSinkAfterSource(error: Error): void {
-    const sinkRun = this.#sinkRun
-    if (sinkRun !== undefined) this.#source.whenDrained(() => sinkRun.stop(error))
+    this.#sinkRun?.stopAfterReader(this.#source, error, this.#connection.closeTimeout)
   }
 
   /** @internal */
@@ -232,8 +231,10 @@ export class WsStream implements ItDuplex<
       },
       connectionClosed: (error) => {
         this.#closeError = error
-        if (error === undefined) this.#sinkRun?.endWithStream()
-        else this.#stopSinkAfterSource(error)
+        // A destroyed stream has settled its sink already (or will, after its reader).
+        if (error === undefined) {
+          if (!this.#destroyed) this.#sinkRun?.endWithStream()
+        } else this.#stopSinkAfterSource(error)
       },
       surfaceFatal: (error) => {
         // The source throws it once its queued frames are read.

@@ -9,7 +9,7 @@ import { Uint8ArrayList } from 'uint8arraylist'
 import { connect, createServer, WsDuplex, WsDuplexError } from '../lib/index.js'
 import { Opcode, startRawServer, type RawPeer } from './helpers/raw-peer.js'
 import { Cleanup, openDuplex, openRawPair, patternBytes, startWsServer } from './helpers/servers.js'
-import { collect, onceWithin, whenStalled, withTimeout } from './helpers/wait.js'
+import { collect, onceWithin, until, whenStalled, withTimeout } from './helpers/wait.js'
 
 const cleanup = new Cleanup()
 afterEach(() => cleanup.run())
@@ -39,6 +39,11 @@ async function collectingServer(): Promise<{ url: string; received: () => Promis
       ).then((result) => result)
     }
   }
+}
+
+/** Whether frames wait in the source queue (what `source` holds, unread). */
+function sourceHasFrames(duplex: WsDuplex): boolean {
+  return (duplex.source as unknown as { queuedBytes: number }).queuedBytes > 0
 }
 
 /** What `sink(source)` rejects with; undefined when it resolves. */
@@ -474,6 +479,30 @@ describe('WsDuplex source / sink', () => {
         expect(Buffer.concat(received).equals(payload)).to.equal(true)
         if (code === 1000) expect(outcome).to.equal(undefined)
         else expect(outcome).to.include({ code: 'ERR_PEER_CLOSED_WITH_ERROR', closeCode: 1011 })
+      })
+    }
+
+    for (const [ending, end, expected] of [
+      [
+        'the peer resets',
+        (_d: WsDuplex, peer: RawPeer) => peer.reset(),
+        { code: 'ERR_ABNORMAL_CLOSURE' }
+      ],
+      ['destroy(err)', (d: WsDuplex) => d.destroy(new Error('mine')), { message: 'mine' }]
+    ] as const) {
+      it(`rejects after ${ending} within closeTimeout even when nobody takes the frames queued for source`, async () => {
+        const { duplex, peer } = await openRawPair(cleanup, { closeTimeout: 300 })
+        const source = duplex.source
+        expect(source).to.not.equal(undefined)
+        peer.sendBinary(Buffer.from('never read'))
+        await until(
+          () => duplex.readableLength > 0 || sourceHasFrames(duplex),
+          'the frame to arrive'
+        )
+        const sinking = sinkRejection(duplex, stalledSource(Buffer.from('x')))
+        expect((await peer.nextFrame()).payload.toString()).to.equal('x')
+        end(duplex, peer)
+        expect(await withTimeout(sinking, 2000, 'sink()')).to.include(expected)
       })
     }
 
