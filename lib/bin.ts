@@ -15,7 +15,12 @@ process.stderr.on('error', () => {})
 const interrupt = new AbortController()
 
 function onSignal(signal: keyof typeof signals): void {
-  if (interrupt.signal.aborted) process.exit(signals[signal])
+  if (interrupt.signal.aborted) {
+    // A hangup often comes twice (from the shell, then from the kernel as the session ends):
+    // only a second interrupt the user gave cuts the graceful close short.
+    if (signal !== 'SIGHUP') process.exit(signals[signal])
+    return
+  }
   interrupt.abort(signal)
 }
 

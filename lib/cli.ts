@@ -345,6 +345,14 @@ class Commands {
     if (child.pid !== undefined && groupAlive(child.pid)) this.#lingering.add(child.pid)
   }
 
+  #lingeringAlive(): boolean {
+    for (const group of this.#lingering) {
+      if (groupAlive(group)) return true
+      this.#lingering.delete(group)
+    }
+    return false
+  }
+
   signal(signal: NodeJS.Signals): void {
     for (const child of this.#running) if (child.pid !== undefined) signalGroup(child.pid, signal)
     for (const group of this.#lingering) signalGroup(group, signal)
@@ -356,12 +364,18 @@ class Commands {
    * holding its stderr keeps us running.
    */
   async ended(ms: number): Promise<void> {
+    const deadline = performance.now() + ms
     let timer: NodeJS.Timeout | undefined
     const allClosed = Promise.all(
       [...this.#running].map((child) => new Promise((resolve) => child.once('close', resolve)))
     )
     await Promise.race([allClosed, new Promise((resolve) => (timer = setTimeout(resolve, ms)))])
     clearTimeout(timer)
+    // What exited commands left running has no 'close' to wait for: it gets the same grace,
+    // looked at every 50 ms.
+    while (this.#lingeringAlive() && performance.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
     this.signal('SIGKILL')
     for (const child of this.#running) {
       child.stdin?.destroy()

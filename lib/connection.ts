@@ -84,8 +84,6 @@ export class Connection {
   #closeTimer: Timer | undefined
   /** Our close timer cut the connection; it is an error unless the peer's close frame came. */
   #closeTimedOut = false
-  /** The close timer is stopped while reading is paused for our reader, after our close frame. */
-  #closeTimerSuspended = false
   /** Set whenever a frame is flushed; close() treats a flush without it for a while as stalled. */
   #flushedSinceCheck = false
   /** A fatal error waiting for the reader to take the bytes that arrived before it. */
@@ -287,19 +285,7 @@ export class Connection {
 
   /** The reader took bytes: read from the network again. */
   resumeReading(): void {
-    if (!this.#seam.isPaused) return
-    this.#seam.resume()
-    if (this.#closeTimerSuspended) {
-      this.#closeTimerSuspended = false
-      this.#closeTimer = setTimeout(closeTimerFired, this.#options.closeTimeout, this)
-    }
-  }
-
-  #suspendCloseTimer(): void {
-    if (this.#closeTimer === undefined) return
-    clearTimeout(this.#closeTimer)
-    this.#closeTimer = undefined
-    this.#closeTimerSuspended = true
+    if (this.#seam.isPaused) this.#seam.resume()
   }
 
   /** The reader took bytes; a fatal error waiting for them may now end the face. */
@@ -430,7 +416,8 @@ export class Connection {
     this.#keepAlive?.stop()
     // A paused socket reads nothing, so it would never see the peer's answering close frame
     // (the createWebSocketStream `_final` trap); from here on reading pauses only past
-    // maxReadBuffer, and then without the close timer running.
+    // maxReadBuffer. The close timer keeps running (ws runs its own too): a reader that cannot
+    // take what the peer sends before its answer within closeTimeout ends with the timeout.
     this.#seam.resume()
     this.#seam.close(code, reason)
     this.#emitClosing(code, reason, 'local')
@@ -531,9 +518,6 @@ export class Connection {
     if (this.#sentCloseCode !== undefined && this.#face.unreadBytes <= limit) return
     if (this.#seam.canPause) {
       this.#seam.pause()
-      // The peer's answer may be waiting behind bytes our reader has not taken yet: its clock
-      // stops while we are the slow ones, as keepalive's does.
-      if (this.#sentCloseCode !== undefined) this.#suspendCloseTimer()
       return
     }
     // A WHATWG socket cannot stop reading: past the limit, fail rather than grow without bound.
@@ -715,7 +699,6 @@ export class Connection {
   #stopTimers(): void {
     clearTimeout(this.#closeTimer)
     this.#closeTimer = undefined
-    this.#closeTimerSuspended = false
     this.#keepAlive?.stop()
   }
 

@@ -543,8 +543,12 @@ function destroyAfterEnd(this: WsDuplex): void {
 
 function ignoreError(): void {}
 
+/**
+ * The deferred destroy of a `break` while a sink ran. If the sink reached its end meanwhile
+ * (or close() was called), the close handshake is under way: let it finish instead.
+ */
 function destroyDuplex(duplex: WsDuplex): void {
-  duplex.destroy()
+  if (!duplex.destroyed && !duplex.writableEnded) duplex.destroy()
 }
 
 function readFaceConflict(what: string): WsDuplexError {

@@ -46,8 +46,8 @@ export class SinkRun {
   #iterator: SourceIterator | undefined
   #draining = true
   #stopped = false
-  /** A stop waiting for the reader (stopAfterReader): no later ending may resolve the sink. */
-  #stopping = false
+  /** The deferred rejection of stopAfterReader, cleared once the sink settles. */
+  #stopTimer: ReturnType<typeof setTimeout> | undefined
   #settle: (error?: Error) => void = noop
 
   /** Draining from the start: a sync source can fail the stream before run() returns. */
@@ -58,10 +58,24 @@ export class SinkRun {
   /** Settles when every byte is flushed and the close frame sent, or with the stream's error. */
   run(source: Source<SinkChunk>): Promise<void> {
     const stopped = new Promise<void>((resolve, reject) => {
-      this.#settle = (error) => (error === undefined ? resolve() : reject(error))
+      this.#settle = (error) => {
+        clearTimeout(this.#stopTimer)
+        this.#stopTimer = undefined
+        if (error === undefined) resolve()
+        else reject(error)
+      }
     })
+    // Once stopped, only the stop settles the sink: the loop's own ending (a rejected wait for
+    // room, say) must not overtake a rejection that waits for the reader.
+    const drained = this.#drain(this.#writer, source).then(
+      () => (this.#stopped ? stopped : undefined),
+      (error: unknown) => {
+        if (this.#stopped) return stopped
+        throw error
+      }
+    )
     // One race per sink, not per chunk: the loop itself pays nothing for being stoppable.
-    return Promise.race([this.#drain(this.#writer, source), stopped])
+    return Promise.race([drained, stopped])
   }
 
   /** Whether the source is still being copied (the sink has not reached its end). */
@@ -79,22 +93,28 @@ export class SinkRun {
    * delivered, so it resolves; what the source might still give could never be sent.
    */
   endWithStream(): void {
-    if (!this.#stopping) this.#stopEarly(undefined)
+    this.#stopEarly(undefined)
   }
 
   /**
-   * Rejects with `error` once `source`'s queued frames are taken, so that the rejection cannot
-   * overtake them (it-pipe merges both into one output), or after `ms` at most: a reader that
-   * stopped reading must not hold the sink forever.
+   * Stops now (the source is told to stop at once) but rejects with `error` only once the
+   * frames queued for `source` are taken, so that the rejection cannot overtake them (it-pipe
+   * merges both into one output); at once if nobody is reading `source`, and after `ms` at
+   * most: a reader that stopped must not hold the sink forever.
    */
   stopAfterReader(source: SourceQueue, error: Error, ms: number): void {
-    if (!this.#draining || this.#stopped || this.#stopping) return
-    this.#stopping = true
-    const timer = setTimeout(stopRun, ms, this, error)
-    source.whenDrained(() => {
-      clearTimeout(timer)
-      this.stop(error)
-    })
+    if (!this.#draining || this.#stopped) return
+    this.#stopped = true
+    this.#closeSource()
+    if (!source.beingRead) {
+      this.#settle(error)
+      return
+    }
+    const timer = setTimeout(settleRun, ms, this.#settle, error)
+    // Not a reason to keep a process alive (browsers have no unref).
+    ;(timer as { unref?: () => void }).unref?.()
+    this.#stopTimer = timer
+    source.whenDrained(() => this.#settle(error))
   }
 
   #stopEarly(error: Error | undefined): void {
@@ -285,7 +305,7 @@ export class SourceQueue implements AsyncIterator<Uint8Array>, AsyncIterable<Uin
   /** The consumer let go (`return()` or `throw()`): like a finished generator, it is done. */
   #released = false
   /** Called once the consumer has taken every queued frame (or let go). */
-  #onDrained: (() => void) | undefined
+  #onDrained: (() => void)[] | undefined
 
   constructor(owner: SourceOwner, highWaterMark: number) {
     this.#owner = owner
@@ -296,8 +316,18 @@ export class SourceQueue implements AsyncIterator<Uint8Array>, AsyncIterable<Uin
     return this.#queuedBytes
   }
 
+  /**
+   * Whether a consumer is reading: it took the iterator and has not let go (so frames queued
+   * now will be taken).
+   */
+  get beingRead(): boolean {
+    return this.#iterated && !this.#released
+  }
+
   /** Adds a frame; false means the queue is at the mark and the socket should pause. */
   push(chunk: Uint8Array): boolean {
+    // Let go of: nobody will take it (the stream is being destroyed).
+    if (this.#released) return true
     const waiter = this.#waiter
     if (waiter !== undefined) {
       this.#waiter = undefined
@@ -362,14 +392,14 @@ export class SourceQueue implements AsyncIterator<Uint8Array>, AsyncIterable<Uin
    * cannot overtake them.
    */
   whenDrained(callback: () => void): void {
-    this.#onDrained = callback
-    if (this.#queuedBytes === 0) this.#drained()
+    ;(this.#onDrained ??= []).push(callback)
+    if (this.#queuedBytes === 0 || this.#released) this.#drained()
   }
 
   #drained(): void {
-    const callback = this.#onDrained
+    const callbacks = this.#onDrained
     this.#onDrained = undefined
-    callback?.()
+    for (const callback of callbacks ?? []) callback()
   }
 
   /** Drops what is queued and answers a pending next() with done; true if the stream was live. */
@@ -415,6 +445,6 @@ const EMPTY = new Uint8Array(0)
 
 function noop(): void {}
 
-function stopRun(run: SinkRun, error: Error): void {
-  run.stop(error)
+function settleRun(settle: (error?: Error) => void, error: Error): void {
+  settle(error)
 }

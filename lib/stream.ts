@@ -71,7 +71,10 @@ export class WsStream implements ItDuplex<
         abandon: (error) => {
           // A `break` while a sink runs: its source may be about to end; give it a turn.
           if (error === undefined && this.#sinkRun?.draining === true) {
-            setTimeout(() => this.destroy(), 0)
+            // If the sink reached its end (or close() was called), let that close finish.
+            setTimeout(() => {
+              if (this.#finished === undefined) this.destroy()
+            }, 0)
             return
           }
           const connection = this.#connection

@@ -869,6 +869,22 @@ describe('ws-duplex CLI', () => {
       await until(() => !alive(), 'the background job to be gone', 3000, 20)
     })
 
+    it('--exec: what an exited command left running gets the same grace before SIGKILL', async function () {
+      this.timeout(15_000)
+      const dir = await mkdtemp(join(tmpdir(), 'ws-duplex-exec-'))
+      cleanup.add(() => rm(dir, { recursive: true, force: true }))
+      const log = join(dir, 'log')
+      // A background job that needs half a second to clean up after SIGTERM.
+      const job = `trap 'sleep 0.5; echo cleaned > "${log}"; exit 0' TERM; while :; do sleep 0.1; done`
+      const command = `sh -c '${job.replace(/'/g, `'\\''`)}' </dev/null >/dev/null 2>&1 & echo started`
+      const { run, address } = await startServerMain(['listen', '--exec', command, '127.0.0.1:0'])
+      const client = runMain(['connect', '--on-eof', 'wait', address])
+      expect(await client.status()).to.equal(0)
+      run.interrupt()
+      expect(await run.status(10_000)).to.equal(ExitCode.Interrupted)
+      expect(readFileSync(log, 'utf8')).to.equal('cleaned\n')
+    })
+
     it('--origin allows only the given origins', async () => {
       const { address } = await startServerMain([
         'listen',
@@ -1098,6 +1114,16 @@ describe('ws-duplex CLI', () => {
       const { run, address } = await startServerBin(['listen', '--echo', '127.0.0.1:0'])
       const client = await connect(address)
       const closing = closingOf(client, 5000)
+      run.child.kill('SIGHUP')
+      expect(await closing).to.include({ code: 1001, initiator: 'remote' })
+      expect(await run.exit()).to.equal(ExitCode.HungUp)
+    })
+
+    it('a second SIGHUP (the kernel after the shell) does not cut the graceful close short', async () => {
+      const { run, address } = await startServerBin(['listen', '--echo', '127.0.0.1:0'])
+      const client = await connect(address)
+      const closing = closingOf(client, 5000)
+      run.child.kill('SIGHUP')
       run.child.kill('SIGHUP')
       expect(await closing).to.include({ code: 1001, initiator: 'remote' })
       expect(await run.exit()).to.equal(ExitCode.HungUp)

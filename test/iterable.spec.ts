@@ -490,8 +490,8 @@ describe('WsDuplex source / sink', () => {
       ],
       ['destroy(err)', (d: WsDuplex) => d.destroy(new Error('mine')), { message: 'mine' }]
     ] as const) {
-      it(`rejects after ${ending} within closeTimeout even when nobody takes the frames queued for source`, async () => {
-        const { duplex, peer } = await openRawPair(cleanup, { closeTimeout: 300 })
+      it(`rejects after ${ending} at once when nobody reads the frames queued for source`, async () => {
+        const { duplex, peer } = await openRawPair(cleanup, { closeTimeout: 10_000 })
         const source = duplex.source
         expect(source).to.not.equal(undefined)
         peer.sendBinary(Buffer.from('never read'))
@@ -502,7 +502,7 @@ describe('WsDuplex source / sink', () => {
         const sinking = sinkRejection(duplex, stalledSource(Buffer.from('x')))
         expect((await peer.nextFrame()).payload.toString()).to.equal('x')
         end(duplex, peer)
-        expect(await withTimeout(sinking, 2000, 'sink()')).to.include(expected)
+        expect(await withTimeout(sinking, 1000, 'sink()')).to.include(expected)
       })
     }
 
@@ -519,6 +519,19 @@ describe('WsDuplex source / sink', () => {
       expect(await withTimeout(errored, 2000, "'error'")).to.include({
         code: 'ERR_ABNORMAL_CLOSURE'
       })
+    })
+
+    it('break while a sink runs and the peer keeps sending: the sink settles, the peer gets 1011', async () => {
+      const { duplex, peer } = await openRawPair(cleanup)
+      const sinking = sinkRejection(duplex, stalledSource(Buffer.from('x')))
+      expect((await peer.nextFrame()).payload.toString()).to.equal('x')
+      for (let i = 0; i < 20; i++) peer.sendBinary(Buffer.alloc(1000, i))
+      for await (const chunk of duplex.source) {
+        expect(chunk.length).to.equal(1000)
+        break
+      }
+      expect(await withTimeout(sinking, 1000, 'sink()')).to.include({ code: 'ERR_STREAM_CLOSED' })
+      expect((await peer.readUntilClose()).close?.code).to.equal(1011)
     })
 
     it('break once the last reply is in: the sink ends as its source does, and the peer gets 1000', async () => {
