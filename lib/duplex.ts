@@ -342,10 +342,7 @@ export class WsDuplex
 
   /** A failed connection settles a running sink, after the frames queued for `source`. */
   #stopSinkAfterSource(error: Error): void {
-    const sinkRun = this.#sinkRun
-    if (sinkRun === undefined) return
-    if (this.#source === undefined) sinkRun.stop(error)
-    else sinkRun.stopAfterReader(this.#source, error, this.#connection.closeTimeout)
+    this.#sinkRun?.stopAfterReader(this.#source, error, this.#connection.closeTimeout)
   }
 
   override _final(callback: WriteCallback): void {

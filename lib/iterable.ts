@@ -102,11 +102,11 @@ export class SinkRun {
    * merges both into one output); at once if nobody is reading `source`, and after `ms` at
    * most: a reader that stopped must not hold the sink forever.
    */
-  stopAfterReader(source: SourceQueue, error: Error, ms: number): void {
+  stopAfterReader(source: SourceQueue | undefined, error: Error, ms: number): void {
     if (!this.#draining || this.#stopped) return
     this.#stopped = true
     this.#closeSource()
-    if (!source.beingRead) {
+    if (source?.beingRead !== true) {
       this.#settle(error)
       return
     }
