@@ -4,7 +4,32 @@
  * SIGINT / SIGTERM / SIGHUP close every connection gracefully (1001) and exit with 130 / 143 /
  * 129; a second signal exits at once.
  */
+import { fstatSync } from 'node:fs'
+import { Readable } from 'node:stream'
 import { main } from './cli.js'
+
+/**
+ * Node gives a directory on stdin (`< /`) an empty stream, which would send nothing and exit 0.
+ * Reading it fails instead, as for `cat`, but only if something reads it (`listen --echo` does
+ * not).
+ */
+function stdinStream(): Readable {
+  let isDirectory = false
+  try {
+    isDirectory = fstatSync(0).isDirectory()
+  } catch {
+    // No fd 0: Node's own stream copes.
+  }
+  if (!isDirectory) return process.stdin
+  return new Readable({
+    read() {
+      const error = Object.assign(new Error('EISDIR: illegal operation on a directory, read'), {
+        code: 'EISDIR'
+      })
+      this.destroy(error)
+    }
+  })
+}
 
 // SIGHUP too: the terminal went away, and `--exec` commands (in sessions of their own) would
 // not hear of it.
@@ -27,7 +52,7 @@ function onSignal(signal: keyof typeof signals): void {
 for (const signal of Object.keys(signals) as (keyof typeof signals)[]) process.on(signal, onSignal)
 
 process.exitCode = await main(process.argv.slice(2), {
-  stdin: process.stdin,
+  stdin: stdinStream(),
   stdout: process.stdout,
   stderr: process.stderr,
   env: process.env,

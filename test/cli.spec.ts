@@ -1129,6 +1129,17 @@ describe('ws-duplex CLI', () => {
       expect(await run.exit()).to.equal(ExitCode.HungUp)
     })
 
+    it('a directory on stdin is a read error (exit 1), not an empty input', async () => {
+      const { url, next } = await wsServer()
+      const directory = openSync(tmpdir(), 'r')
+      cleanup.add(() => closeSync(directory))
+      const client = runBin(['connect', url], directory)
+      const server = await next(5000)
+      server.resume()
+      expect(await client.exit()).to.equal(ExitCode.Abnormal)
+      expect(client.stderr.text).to.match(/stdin: EISDIR/)
+    })
+
     it('SIGINT closes with 1001 and exits 130', async () => {
       const { url, next } = await wsServer()
       const client = runBin(['connect', url])
