@@ -42,6 +42,8 @@ Options:
       --keepalive <ms>         ping after <ms> without a frame; fail (exit 1) if nothing
                                arrives within <ms> of the ping (default: off)
       --close-timeout <ms>     how long to wait for the close handshake (default 5000)
+      --connect-timeout <ms>   where ws-duplex connects: how long opening a connection
+                               may take (TCP, TLS and upgrade; default 10000)
       --max-payload <bytes>    largest incoming message (default 1048576)
       --on-eof <mode>          connect, and listen with stdio: what the end of stdin does.
                                WebSocket has no half-close: once a side sends its close
@@ -110,6 +112,8 @@ export interface CommonOptions {
   insecure: boolean
   keepAlive: number | undefined
   closeTimeout: number | undefined
+  /** Where ws-duplex connects (a WebSocket or the bridge's TCP target); undefined: 10 s. */
+  connectTimeout: number | undefined
   maxPayload: number | undefined
   /** undefined: on only when stderr is a terminal. */
   progress: boolean | undefined
@@ -137,6 +141,7 @@ const OPTIONS = {
   insecure: { type: 'boolean', short: 'k' },
   keepalive: { type: 'string' },
   'close-timeout': { type: 'string' },
+  'connect-timeout': { type: 'string' },
   'max-payload': { type: 'string' },
   'on-eof': { type: 'string' },
   progress: { type: 'boolean' },
@@ -158,6 +163,7 @@ const ALLOWED: Readonly<Record<Exclude<Command['kind'], 'help' | 'version'>, Opt
     'insecure',
     'keepalive',
     'close-timeout',
+    'connect-timeout',
     'max-payload',
     'on-eof'
   ],
@@ -171,7 +177,14 @@ const ALLOWED: Readonly<Record<Exclude<Command['kind'], 'help' | 'version'>, Opt
     'echo',
     'exec'
   ],
-  'bridge-ws-tcp': ['protocol', 'origin', 'keepalive', 'close-timeout', 'max-payload'],
+  'bridge-ws-tcp': [
+    'protocol',
+    'origin',
+    'keepalive',
+    'close-timeout',
+    'connect-timeout',
+    'max-payload'
+  ],
   'bridge-tcp-ws': [
     'header',
     'protocol',
@@ -180,6 +193,7 @@ const ALLOWED: Readonly<Record<Exclude<Command['kind'], 'help' | 'version'>, Opt
     'insecure',
     'keepalive',
     'close-timeout',
+    'connect-timeout',
     'max-payload'
   ]
 }
@@ -306,6 +320,7 @@ function commonOptions(values: Values, tokens: ReturnType<typeof parse>['tokens'
     insecure: values.insecure === true,
     keepAlive: integerOption('--keepalive', values.keepalive, 1, 2 ** 31 - 1),
     closeTimeout: integerOption('--close-timeout', values['close-timeout'], 1, 2 ** 31 - 1),
+    connectTimeout: integerOption('--connect-timeout', values['connect-timeout'], 1, 2 ** 31 - 1),
     maxPayload: integerOption('--max-payload', values['max-payload'], 1, 2 ** 31 - 1),
     progress,
     quiet: values.quiet === true

@@ -31,7 +31,7 @@ import { CloseCode } from './close-codes.js'
 import { connect, type ConnectOptions } from './client.js'
 import type { WsDuplex } from './duplex.js'
 import { WsDuplexError } from './errors.js'
-import type { WsDuplexOptions } from './options.js'
+import { DEFAULTS, type WsDuplexOptions } from './options.js'
 import { createServer, type ServerOptions, type WsDuplexServer } from './server.js'
 
 export { USAGE } from './cli-args.js'
@@ -526,7 +526,7 @@ async function runBridgeWsToTcp(
   report.startProgress(true)
   server.on('connection', (ws, request) => {
     sessions.run(remoteOf(request), () => {
-      const tcp = tcpConnect({ host: target.host, port: target.port, allowHalfOpen: true })
+      const tcp = connectTcp(target, options.connectTimeout ?? DEFAULTS.connectTimeout)
       tcp.setNoDelay(true)
       sockets.add(tcp)
       tcp.once('close', () => sockets.delete(tcp))
@@ -669,6 +669,24 @@ function spliceTcp(
   })
 }
 
+/**
+ * A TCP connection to `target` that fails with ETIMEDOUT if it is not open within `ms`: the
+ * OS's own limit (SYN retries, about two minutes on Linux) would leave a client hanging.
+ */
+function connectTcp(target: HostPort, ms: number): Socket {
+  const tcp = tcpConnect({ host: target.host, port: target.port, allowHalfOpen: true })
+  const timer = setTimeout(() => {
+    const error: NodeJS.ErrnoException = new Error(`connect did not complete within ${ms} ms`)
+    error.code = 'ETIMEDOUT'
+    tcp.destroy(error)
+  }, ms)
+  timer.unref()
+  const stop = (): void => clearTimeout(timer)
+  tcp.once('connect', stop)
+  tcp.once('close', stop)
+  return tcp
+}
+
 function resetTcp(tcp: Socket): void {
   if (!tcp.destroyed) tcp.resetAndDestroy()
 }
@@ -687,6 +705,7 @@ async function connectOptions(options: CommonOptions): Promise<ConnectOptions> {
   const [origin] = options.origins
   if (origin !== undefined) result.origin = origin
   if (options.maxPayload !== undefined) result.maxPayload = options.maxPayload
+  if (options.connectTimeout !== undefined) result.timeout = options.connectTimeout
   if (options.insecure) result.rejectUnauthorized = false
   if (options.ca !== undefined) result.ca = await readCa(options.ca)
   return result

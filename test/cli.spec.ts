@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { PassThrough, Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
+import { Worker } from 'node:worker_threads'
 import { expect } from 'chai'
 import { main, ExitCode, type CliIo } from '../lib/cli.js'
 import {
@@ -253,6 +254,41 @@ async function closedPort(): Promise<number> {
   return port
 }
 
+/**
+ * A port whose TCP connects hang: a listener with a backlog of 1 in a worker thread whose event
+ * loop is blocked, so nothing is accepted, with its queue filled. Linux then drops further SYNs,
+ * as from a host that does not answer. The worker is released in cleanup.
+ */
+async function stalledPort(): Promise<number> {
+  const release = new Int32Array(new SharedArrayBuffer(4))
+  const worker = new Worker(
+    `const { createServer } = require('node:net')
+    const { parentPort, workerData } = require('node:worker_threads')
+    const server = createServer()
+    server.listen({ host: '127.0.0.1', port: 0, backlog: 1 }, () => {
+      parentPort.postMessage(server.address().port)
+      Atomics.wait(workerData, 0, 0)
+      server.close()
+    })`,
+    { eval: true, workerData: release }
+  )
+  cleanup.add(async () => {
+    Atomics.store(release, 0, 1)
+    Atomics.notify(release, 0)
+    await once(worker, 'exit')
+  })
+  const [port] = (await onceWithin(worker, 'message')) as [number]
+  // Loopback handles each SYN as it is sent, so these fill the queue before anyone else comes.
+  for (let i = 0; i < 4; i++) {
+    const filler = tcpConnect({ host: '127.0.0.1', port })
+    filler.on('error', () => {})
+    cleanup.add(() => {
+      filler.destroy()
+    })
+  }
+  return port
+}
+
 /** Reads a TCP socket until its FIN, bounded; rejects on a socket error. */
 function readToEnd(socket: Socket, ms = 5000): Promise<Buffer> {
   const chunks: Buffer[] = []
@@ -356,7 +392,10 @@ describe('ws-duplex CLI', () => {
       for (const option of ['header', 'protocol', 'origin', 'ca', 'insecure', 'keepalive']) {
         expect(usage).to.include(`--${option}`)
       }
-      for (const option of ['close-timeout', 'max-payload', 'no-progress', 'quiet', 'version']) {
+      for (const option of ['close-timeout', 'connect-timeout', 'max-payload', 'no-progress']) {
+        expect(usage).to.include(`--${option}`)
+      }
+      for (const option of ['quiet', 'version']) {
         expect(usage).to.include(`--${option}`)
       }
     })
@@ -382,6 +421,8 @@ describe('ws-duplex CLI', () => {
       [['connect', '--keepalive', '0', 'ws://127.0.0.1/'], /--keepalive expects an integer/],
       [['connect', '--close-timeout', '1s', 'ws://127.0.0.1/'], /--close-timeout expects/],
       [['connect', '--max-payload', '-1', 'ws://127.0.0.1/'], /max-payload/],
+      [['connect', '--connect-timeout', '0', 'ws://127.0.0.1/'], /--connect-timeout expects/],
+      [['listen', '--connect-timeout', '100', '0'], /--connect-timeout cannot be used with listen/],
       [['connect', '--on-eof', 'later', 'ws://127.0.0.1/'], /--on-eof expects close, wait/],
       [['connect', '--header', 'NoColon', 'ws://127.0.0.1/'], /--header expects "Name: value"/],
       [['connect', '--protocol', 'a b', 'ws://127.0.0.1/'], /--protocol expects a token/],
@@ -551,6 +592,14 @@ describe('ws-duplex CLI', () => {
       expect(await run.status()).to.equal(ExitCode.CouldNotConnect)
       expect(run.stderr.text).to.match(/ECONNREFUSED.*\(ERR_CONNECT_FAILED\)\n$/)
       expect(run.stderr.text.split('\n')).to.have.length(2)
+    })
+
+    it('--connect-timeout: exits 3 with ERR_CONNECT_TIMEOUT when the upgrade is not answered', async () => {
+      const { port, next } = await tcpServer()
+      const run = runMain(['connect', '--connect-timeout', '200', `ws://127.0.0.1:${port}/`])
+      await next()
+      expect(await run.status()).to.equal(ExitCode.CouldNotConnect)
+      expect(errorLine(run.stderr)).to.match(/within 200 ms \(ERR_CONNECT_TIMEOUT\)$/)
     })
 
     it('exits 3 with ERR_HANDSHAKE_REJECTED and the HTTP status', async () => {
@@ -965,6 +1014,20 @@ describe('ws-duplex CLI', () => {
       expect((await reset).code).to.equal('ECONNRESET')
     })
 
+    it('--connect-timeout: a TCP target that does not answer closes the WebSocket with 1011', async () => {
+      const { address } = await startServerMain([
+        'bridge',
+        '--connect-timeout',
+        '200',
+        'ws://127.0.0.1:0',
+        `tcp://127.0.0.1:${await stalledPort()}`
+      ])
+      const client = await connect(address)
+      const error = await streamError(client, 3000)
+      expect(error).to.include({ code: 'ERR_PEER_CLOSED_WITH_ERROR', closeCode: 1011 })
+      expect(client.closeInfo?.reason).to.equal('tcp ETIMEDOUT')
+    })
+
     it('an unreachable TCP target closes the WebSocket with 1011', async () => {
       const client = await connect(await bridgeTo(await closedPort()))
       const error = await streamError(client)
@@ -1011,6 +1074,21 @@ describe('ws-duplex CLI', () => {
       const reset = socketError(tcp2)
       server2.socket.terminate()
       expect((await reset).code).to.equal('ECONNRESET')
+    })
+
+    it('--connect-timeout: a WebSocket upgrade not answered in time resets the TCP connection', async () => {
+      const silent = await tcpServer()
+      const { address } = await startServerMain([
+        'bridge',
+        '--connect-timeout',
+        '200',
+        'tcp://127.0.0.1:0',
+        `ws://127.0.0.1:${silent.port}/`
+      ])
+      const tcp = await tcpClient(Number(/:(\d+)$/.exec(address)?.[1]))
+      tcp.resume()
+      await silent.next()
+      expect((await socketError(tcp)).code).to.equal('ECONNRESET')
     })
 
     it('a refused WebSocket resets the TCP connection', async () => {
