@@ -105,7 +105,8 @@ export class Connection {
         ? undefined
         : new KeepAlive(options.keepAlive, {
             isPaused: () => this.#seam.isPaused,
-            sendPing: () => this.#seam.ping(EMPTY, ignoreSendResult),
+            // Numbered like ping()'s own, so its pong can never answer a user's (empty) ping.
+            sendPing: () => this.#seam.ping(pingPayload(++pingSequence), ignoreSendResult),
             onTimeout: () => this.#onKeepAliveTimeout()
           })
     seam.attach(this, socketHandler)
@@ -725,8 +726,6 @@ export function closedError(closeCode?: number): WsDuplexError {
 export function isFailure(error: Error | null | undefined): boolean {
   return error != null && error.name !== 'AbortError'
 }
-
-const EMPTY = new Uint8Array(0)
 
 /** Numbers the default ping payloads; unique in the process, so unique per connection too. */
 let pingSequence = 0

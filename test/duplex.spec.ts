@@ -1149,6 +1149,27 @@ describe('WsDuplex', () => {
       expect(Buffer.from((await pong)[0]).toString()).to.equal('hi')
     })
 
+    it('an empty ping() is answered by its own pong, not by a keepalive pong', async () => {
+      const { duplex, peer } = await rawPair({ keepAlive: { interval: 100, timeout: 2000 } })
+      duplex.resume()
+      let answered = false
+      const rtt = duplex.ping(new Uint8Array(0)).then((ms) => {
+        answered = true
+        return ms
+      })
+      const userPing = await peer.nextFrame()
+      expect(userPing).to.include({ opcode: Opcode.Ping })
+      expect(userPing.payload).to.have.length(0)
+      const keepAlivePing = await peer.nextFrame()
+      expect(keepAlivePing.opcode).to.equal(Opcode.Ping)
+      const pong = onceWithin<[Uint8Array]>(duplex.events, 'pong')
+      peer.sendPong(keepAlivePing.payload)
+      await pong
+      expect(answered).to.equal(false)
+      peer.sendPong(userPing.payload)
+      expect(await withTimeout(rtt, 2000, 'the pong of the empty ping')).to.be.at.least(0)
+    })
+
     it('rejects with ERR_STREAM_CLOSED when the connection closes first', async () => {
       const { duplex, peer } = await rawPair()
       const pending = duplex.ping()
