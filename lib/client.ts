@@ -5,11 +5,14 @@ import { abortedError, connectTimeoutError, type WsDuplexError } from './errors.
 import {
   DEFAULTS,
   deflateOption,
+  DUPLEX_OPTION_NAMES,
   integerOption,
   MAX_PAYLOAD,
   MAX_TIMER_MS,
   normalizeOptions,
   objectOption,
+  protocolsOption,
+  rejectMiscased,
   signalOption,
   splitDuplexOptions,
   timeoutOption,
@@ -40,19 +43,16 @@ export interface ConnectOptions extends ClientOptions, WsDuplexOptions {
   perMessageDeflate?: ClientOptions['perMessageDeflate']
 }
 
-/** RFC 6455 §4.1: each subprotocol is an RFC 7230 token, offered once. */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
-
-function protocolsOption(value: unknown): void {
-  if (value === undefined) return
-  const list: unknown[] = Array.isArray(value) ? value : [value]
-  const valid = list.every((item) => typeof item === 'string' && TOKEN.test(item))
-  if (!valid || new Set(list).size !== list.length) {
-    throw new TypeError(
-      'Expected `protocols` to be a subprotocol token or an array of distinct tokens'
-    )
-  }
-}
+/** The options connect() reads itself; the rest go to ws (and from it to http). */
+const OWN_OPTION_NAMES: readonly string[] = [
+  ...DUPLEX_OPTION_NAMES,
+  'protocols',
+  'signal',
+  'timeout',
+  'maxPayload',
+  'perMessageDeflate',
+  'handshakeTimeout'
+]
 
 /**
  * Opens a WebSocket and resolves with a WsDuplex once the handshake completes. Refused, timed
@@ -61,7 +61,9 @@ function protocolsOption(value: unknown): void {
  * socket behind.
  */
 export async function connect(url: string | URL, options?: ConnectOptions): Promise<WsDuplex> {
-  const { duplex: duplexOptions, rest } = splitDuplexOptions(objectOption('options', options))
+  const given = objectOption('options', options)
+  rejectMiscased(given, OWN_OPTION_NAMES, 'connect()')
+  const { duplex: duplexOptions, rest } = splitDuplexOptions(given)
   const normalized = normalizeOptions(duplexOptions)
   const { signal, timeout, protocols, ...wsOptions } = rest as Omit<
     ConnectOptions,

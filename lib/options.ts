@@ -171,6 +171,25 @@ export function objectOption(name: string, value: unknown): Record<string, unkno
   return value as Record<string, unknown>
 }
 
+/**
+ * connect() hands options it does not know to ws and http, which ignore names they do not know
+ * either, so a miscased option of ours (`keepalive`) would be dropped without a word. Those
+ * options are case-sensitive and none matches ours but for case, so such a name is a mistake.
+ */
+export function rejectMiscased(
+  given: Record<string, unknown>,
+  known: readonly string[],
+  where: string
+): void {
+  for (const name of Object.keys(given)) {
+    if (given[name] === undefined || known.includes(name)) continue
+    const meant = known.find((option) => option.toLowerCase() === name.toLowerCase())
+    if (meant !== undefined) {
+      throw new TypeError(`Unknown option \`${name}\` for ${where}; did you mean \`${meant}\`?`)
+    }
+  }
+}
+
 export function stringOption(name: string, value: unknown): string | undefined {
   if (value !== undefined && typeof value !== 'string') {
     throw new TypeError(`Expected \`${name}\` to be a string, got ${describe(value)}`)
@@ -205,6 +224,21 @@ export function deflateOption<T extends object>(value: boolean | T | undefined):
     )
   }
   return value
+}
+
+/** RFC 6455 §4.1: each subprotocol is an RFC 7230 token, offered once. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+
+export function protocolsOption(value: unknown): string | string[] | undefined {
+  if (value === undefined) return undefined
+  const list: unknown[] = Array.isArray(value) ? value : [value]
+  const valid = list.every((item) => typeof item === 'string' && TOKEN.test(item))
+  if (!valid || new Set(list).size !== list.length) {
+    throw new TypeError(
+      'Expected `protocols` to be a subprotocol token or an array of distinct tokens'
+    )
+  }
+  return value as string | string[]
 }
 
 export function signalOption(value: unknown): AbortSignal | undefined {

@@ -15,7 +15,13 @@ import {
   type ChunkWriter,
   type SinkChunk
 } from './iterable.js'
-import { DEFAULTS, integerOption, normalizeOptions, type WsDuplexOptions } from './options.js'
+import {
+  DEFAULTS,
+  integerOption,
+  normalizeOptions,
+  type NormalizedOptions,
+  type WsDuplexOptions
+} from './options.js'
 import { WhatwgSocket, isWhatwgWebSocket, type WhatwgWebSocket } from './whatwg-socket.js'
 
 export interface WsStreamOptions extends WsDuplexOptions {
@@ -56,14 +62,7 @@ export class WsStream implements ItDuplex<
     if (socket.readyState !== 0 && socket.readyState !== 1) {
       throw new WsDuplexError('ERR_STREAM_CLOSED', 'Expected `socket` to be CONNECTING or OPEN')
     }
-    const maxPayload = integerOption(
-      'maxPayload',
-      options?.maxPayload,
-      DEFAULTS.maxPayload,
-      1,
-      2 ** 32
-    )
-    const normalized = normalizeOptions(withoutMaxPayload(options))
+    const { maxPayload, normalized } = normalizeStreamOptions(options)
     this.#socket = socket
     this.#source = new SourceQueue(
       {
@@ -258,6 +257,21 @@ export class WsStream implements ItDuplex<
  */
 export function fromWhatwgWebSocket(socket: WhatwgWebSocket, options?: WsStreamOptions): WsStream {
   return new WsStream(socket, options)
+}
+
+/** Validates WsStream's options (throwing TypeError / RangeError), so connect() can first. */
+export function normalizeStreamOptions(options: WsStreamOptions | undefined): {
+  maxPayload: number
+  normalized: NormalizedOptions
+} {
+  const maxPayload = integerOption(
+    'maxPayload',
+    options?.maxPayload,
+    DEFAULTS.maxPayload,
+    1,
+    2 ** 32
+  )
+  return { maxPayload, normalized: normalizeOptions(withoutMaxPayload(options)) }
 }
 
 function withoutMaxPayload(options: WsStreamOptions | undefined): WsDuplexOptions | undefined {

@@ -3,8 +3,15 @@
  * anywhere a global `WebSocket` exists (or one is passed in).
  */
 import { WsDuplexError, abortedError, connectTimeoutError } from './errors.js'
-import { DEFAULTS, objectOption, signalOption, timeoutOption } from './options.js'
-import { WsStream, kOpened, type WsStreamOptions } from './stream.js'
+import {
+  DEFAULTS,
+  DUPLEX_OPTION_NAMES,
+  objectOption,
+  protocolsOption,
+  signalOption,
+  timeoutOption
+} from './options.js'
+import { WsStream, kOpened, normalizeStreamOptions, type WsStreamOptions } from './stream.js'
 import type { WhatwgWebSocket } from './whatwg-socket.js'
 
 /** A WHATWG WebSocket class: the global one, or undici's in Node 20. */
@@ -30,7 +37,8 @@ export interface WhatwgConnectOptions extends WsStreamOptions {
   WebSocket?: WhatwgWebSocketClass
 }
 
-const OWN_OPTIONS = new Set(['protocols', 'signal', 'timeout', 'WebSocket'])
+const OWN_OPTIONS: ReadonlySet<string> = new Set(['protocols', 'signal', 'timeout', 'WebSocket'])
+const STREAM_OPTIONS: ReadonlySet<string> = new Set([...DUPLEX_OPTION_NAMES, 'maxPayload'])
 
 /**
  * Opens a WebSocket to `url` (ws:, wss:, http: or https:) and resolves with its WsStream once
@@ -45,17 +53,20 @@ export async function connect(
   const given = objectOption('options', options)
   const timeout = timeoutOption('timeout', given.timeout, DEFAULTS.connectTimeout)
   const signal = signalOption(given.signal)
-  const protocols = checkProtocols(given.protocols)
+  const protocols = protocolsOption(given.protocols)
   const WebSocketClass = checkWebSocketClass(given.WebSocket)
-  const streamOptions: Record<string, unknown> = {}
+  const streamOptions: WsStreamOptions = {}
   for (const [name, value] of Object.entries(given)) {
-    if (!OWN_OPTIONS.has(name)) streamOptions[name] = value
+    if (STREAM_OPTIONS.has(name)) Object.assign(streamOptions, { [name]: value })
+    else if (!OWN_OPTIONS.has(name) && value !== undefined) throw unknownOption(name)
   }
+  // Checked before the socket exists: a refused call must leave no connection open.
+  normalizeStreamOptions(streamOptions)
   if (signal?.aborted) throw abortedError(signal)
 
   const socket =
     protocols === undefined ? new WebSocketClass(target) : new WebSocketClass(target, protocols)
-  const stream = new WsStream(socket, streamOptions as WsStreamOptions)
+  const stream = new WsStream(socket, streamOptions)
   let cutShort: WsDuplexError | undefined
   const giveUp = (error: WsDuplexError): void => {
     cutShort ??= error
@@ -88,16 +99,20 @@ function checkUrl(url: unknown): string {
   if (!['ws:', 'wss:', 'http:', 'https:'].includes(parsed.protocol)) {
     throw new TypeError(`Expected \`url\` to be ws:, wss:, http: or https:, got ${parsed.protocol}`)
   }
+  // RFC 6455 §3: fragment identifiers are meaningless in WebSocket URIs.
+  if (parsed.hash !== '' || String(url).includes('#')) {
+    throw new TypeError('Expected `url` to be a WebSocket URL: it contains a fragment identifier')
+  }
   return parsed.href
 }
 
-function checkProtocols(protocols: unknown): string | string[] | undefined {
-  if (protocols === undefined || typeof protocols === 'string') return protocols
-  if (Array.isArray(protocols) && protocols.every((p) => typeof p === 'string')) {
-    return protocols as string[]
-  }
-  throw new TypeError('Expected `protocols` to be a string or an array of strings')
+/** A WHATWG WebSocket takes no other options: a typo (or a `ws` option) must not pass unseen. */
+function unknownOption(name: string): TypeError {
+  const why = WS_ONLY.has(name) ? ': a WHATWG WebSocket cannot send request headers' : ''
+  return new TypeError(`Unknown option \`${name}\` for connect()${why}`)
 }
+
+const WS_ONLY: ReadonlySet<string> = new Set(['headers', 'origin'])
 
 function checkWebSocketClass(given: unknown): WhatwgWebSocketClass {
   const found = given ?? (globalThis as { WebSocket?: unknown }).WebSocket

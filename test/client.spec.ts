@@ -229,6 +229,23 @@ describe('connect', () => {
       expect(error).to.be.instanceOf(TypeError)
       expect(error.message).to.match(/`signal`/)
     })
+
+    for (const [name, meant] of [
+      ['keepalive', 'keepAlive'],
+      ['closetimeout', 'closeTimeout'],
+      ['MaxPayload', 'maxPayload'],
+      ['Protocols', 'protocols']
+    ] as const) {
+      it(`rejects the miscased \`${name}\`, which ws would drop unseen, naming \`${meant}\``, async () => {
+        const error = await rejectionOf(
+          connect('ws://127.0.0.1:1', { [name]: 1 } as unknown as ConnectOptions)
+        )
+        expect(error).to.be.instanceOf(TypeError)
+        expect(error.message).to.equal(
+          `Unknown option \`${name}\` for connect(); did you mean \`${meant}\`?`
+        )
+      })
+    }
   })
 
   describe('option headers', () => {

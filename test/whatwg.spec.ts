@@ -475,5 +475,46 @@ describe('WsStream over a WHATWG WebSocket (undici, in Node)', function () {
             .match(/maxReadBuffer/)
       )
     })
+
+    it('refuses unknown options, bad protocols and fragments with a TypeError naming them', async () => {
+      const mistakes: [string, Record<string, unknown>, RegExp][] = [
+        ['ws://127.0.0.1:1/', { headers: { a: 'b' } }, /`headers`.*cannot send request headers/],
+        ['ws://127.0.0.1:1/', { timeuot: 5 }, /Unknown option `timeuot` for connect\(\)/],
+        ['ws://127.0.0.1:1/', { protocols: 'a b' }, /`protocols`/],
+        ['ws://127.0.0.1:1/', { protocols: ['a', 'a'] }, /`protocols`/],
+        ['ws://127.0.0.1:1/#x', {}, /`url`.*fragment/],
+        ['ws://127.0.0.1:1/#', {}, /`url`.*fragment/]
+      ]
+      for (const [url, options, message] of mistakes) {
+        const error = await whatwgConnect(url, { WebSocket: UndiciWebSocket as never, ...options })
+          .then(() => undefined)
+          .catch((e: unknown) => e)
+        expect(error, JSON.stringify([url, options])).to.be.instanceOf(TypeError)
+        expect((error as Error).message).to.match(message)
+      }
+    })
+
+    it('a call refused for its options opens no connection', async () => {
+      const server = await startWsServer(cleanup)
+      const paths: (string | undefined)[] = []
+      server.wss.on('connection', (_ws, request) => paths.push(request.url))
+      const WebSocket = UndiciWebSocket as never
+      for (const bad of [
+        { maxFrameSize: 0 },
+        { text: 'nope' },
+        { maxPayload: 0 },
+        { keepAlive: 5 }
+      ]) {
+        const error = await whatwgConnect(`${server.url}/bad`, { WebSocket, ...(bad as object) })
+          .then(() => undefined)
+          .catch((e: unknown) => e)
+        expect(error, JSON.stringify(bad)).to.be.instanceOf(Error)
+      }
+      // Connections are accepted in the order they were made: any refused one would come first.
+      const good = await whatwgConnect(`${server.url}/good`, { WebSocket })
+      cleanup.add(() => good.destroy())
+      await server.nextSocket()
+      expect(paths).to.deep.equal(['/good'])
+    })
   })
 })
