@@ -3,7 +3,7 @@
  * it-stream-types duplex (`source` / `sink`); both faces drive the same engine below, with one
  * read buffer, one send queue and one backpressure.
  */
-import { Duplex } from 'node:stream'
+import { Duplex, type Readable } from 'node:stream'
 import { finished } from 'node:stream/promises'
 import type { Duplex as ItDuplex, Source } from 'it-stream-types'
 import { WebSocket } from 'ws'
@@ -77,6 +77,22 @@ export class WsDuplex
     })
     this.#socket = socket
     this.#connection = new Connection(new NodeWsSocket(socket), faceOf(this), normalized)
+    this.on('pipe', WsDuplex.#onPipedInto)
+  }
+
+  /**
+   * `source.pipe(duplex)` writes through write(), but only once data flows: the conflict with
+   * a sink is found here, as the pipe is made, so it throws from pipe() itself.
+   */
+  static #onPipedInto(this: WsDuplex, source: Readable): void {
+    if (this.#writeFace === 'sink') {
+      source.unpipe(this)
+      throw new WsDuplexError(
+        'ERR_FACE_CONFLICT',
+        '`pipe()` into the stream cannot be used while `sink()` is in use'
+      )
+    }
+    this.#writeFace ??= 'stream'
   }
 
   /** Out-of-band events: warnings, pings, pongs, the close handshake. Never throws unobserved. */

@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net'
-import { Writable } from 'node:stream'
+import { PassThrough, Writable } from 'node:stream'
 import { runInNewContext } from 'node:vm'
 import { expect } from 'chai'
 import fc from 'fast-check'
@@ -376,6 +376,36 @@ describe('WsDuplex source / sink', () => {
       expect(() => duplex.source)
         .to.throw(WsDuplexError)
         .with.property('code', 'ERR_FACE_CONFLICT')
+    })
+
+    it('refuses pipe() into the stream while sink() runs, and sink() after a pipe() into it', async () => {
+      const raw = await startRawServer()
+      cleanup.add(() => raw.close())
+      const duplex = await openDuplex(cleanup, raw.url)
+      let release: () => void = () => {}
+      const gate = new Promise<void>((resolve) => (release = resolve))
+      async function* source(): AsyncGenerator<Uint8Array> {
+        yield Buffer.from('a')
+        await gate
+      }
+      const sinking = duplex.sink(source())
+      const input = new PassThrough()
+      expect(() => input.pipe(duplex))
+        .to.throw(WsDuplexError)
+        .with.property('code', 'ERR_FACE_CONFLICT')
+      // Nothing of the refused pipe is left on either side.
+      expect(input.listenerCount('data')).to.equal(0)
+      input.end(Buffer.from('never sent'))
+      release()
+      await sinking
+
+      const other = await openDuplex(cleanup, raw.url)
+      new PassThrough().pipe(other)
+      const error = await other.sink([Buffer.from('x')]).then(
+        () => undefined,
+        (e: unknown) => e
+      )
+      expect(error).to.include({ code: 'ERR_FACE_CONFLICT' })
     })
 
     it('refuses sink() after write() and source after pipe()', async () => {
