@@ -324,17 +324,23 @@ describe('WsDuplex source / sink', () => {
   })
 
   describe('faces', () => {
+    /** A source that yields `first`, then stays open until released. */
+    function heldOpen(first: Uint8Array): { source: AsyncGenerator<Uint8Array>; release(): void } {
+      let release: () => void = () => {}
+      const gate = new Promise<void>((resolve) => (release = resolve))
+      async function* source(): AsyncGenerator<Uint8Array> {
+        yield first
+        await gate
+      }
+      return { source: source(), release: () => release() }
+    }
+
     it('refuses write() while sink() is in use, and a second sink()', async () => {
       const raw = await startRawServer()
       cleanup.add(() => raw.close())
       const duplex = await openDuplex(cleanup, raw.url)
-      let release: () => void = () => {}
-      const gate = new Promise<void>((resolve) => (release = resolve))
-      async function* source(): AsyncGenerator<Uint8Array> {
-        yield Buffer.from('a')
-        await gate
-      }
-      const sinking = duplex.sink(source())
+      const { source, release } = heldOpen(Buffer.from('a'))
+      const sinking = duplex.sink(source)
       expect(() => duplex.write(Buffer.from('b')))
         .to.throw(WsDuplexError)
         .with.property('code', 'ERR_FACE_CONFLICT')
@@ -382,13 +388,8 @@ describe('WsDuplex source / sink', () => {
       const raw = await startRawServer()
       cleanup.add(() => raw.close())
       const duplex = await openDuplex(cleanup, raw.url)
-      let release: () => void = () => {}
-      const gate = new Promise<void>((resolve) => (release = resolve))
-      async function* source(): AsyncGenerator<Uint8Array> {
-        yield Buffer.from('a')
-        await gate
-      }
-      const sinking = duplex.sink(source())
+      const { source, release } = heldOpen(Buffer.from('a'))
+      const sinking = duplex.sink(source)
       const input = new PassThrough()
       expect(() => input.pipe(duplex))
         .to.throw(WsDuplexError)
