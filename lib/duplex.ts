@@ -170,12 +170,16 @@ export class WsDuplex
    * a framing decoder (it-length-prefixed) then takes apart again. Once the Duplex read face is
    * in use (data, pipe, read) Node's iterator serves as usual; `d.iterator()` always is Node's.
    */
-  override [Symbol.asyncIterator](): AsyncIterableIterator<Buffer> {
-    if (this.#readFace === 'stream' || this.readableFlowing !== null) {
-      return super[Symbol.asyncIterator]() as AsyncIterableIterator<Buffer>
-    }
-    // Buffers, as from Node's iterator: the ws seam receives with binaryType 'nodebuffer'.
-    return (this.source as SourceQueue)[Symbol.asyncIterator]() as AsyncIterableIterator<Buffer>
+  override [Symbol.asyncIterator](): ChunkIterator<Buffer> {
+    const iterator = (
+      this.#readFace === 'stream' || this.readableFlowing !== null
+        ? super[Symbol.asyncIterator]()
+        : // Buffers, as from Node's iterator: the ws seam receives with binaryType 'nodebuffer'.
+          (this.source as SourceQueue)[Symbol.asyncIterator]()
+    ) as ChunkIterator<Buffer>
+    // Newer Node types (and Nodes) make stream iterators disposable: so is ours, on any Node.
+    iterator[Symbol.asyncDispose] ??= disposeIterator
+    return iterator
   }
 
   /**
@@ -566,6 +570,20 @@ function destroyDuplex(duplex: WsDuplex): void {
 
 function readFaceConflict(what: string): WsDuplexError {
   return new WsDuplexError('ERR_FACE_CONFLICT', `${what} cannot be used once \`source\` is in use`)
+}
+
+/**
+ * What `for await (const chunk of duplex)` iterates: Buffers, typed so that it overrides
+ * Readable's iterator under old and new `@types/node` alike (an iterable of itself, disposable).
+ */
+export interface ChunkIterator<T extends Uint8Array> extends AsyncIterator<T, undefined> {
+  [Symbol.asyncIterator](): ChunkIterator<T>
+  [Symbol.asyncDispose](): Promise<void>
+}
+
+/** `await using` on the iterator: stops it, as leaving a `for await` loop would. */
+async function disposeIterator(this: AsyncIterator<unknown>): Promise<void> {
+  await this.return?.()
 }
 
 function refuseReadListener(this: WsDuplex, event: string | symbol): void {

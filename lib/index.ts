@@ -1,5 +1,5 @@
 /** ws-duplex: a WebSocket as a byte stream. This module only re-exports the public surface. */
-export { WsDuplex, type CloseResult } from './duplex.js'
+export { WsDuplex, type ChunkIterator, type CloseResult } from './duplex.js'
 export { connect, type ConnectOptions } from './client.js'
 export { fromWebSocket } from './from-web-socket.js'
 export { WsStream, type WsStreamOptions } from './stream.js'

@@ -120,7 +120,9 @@ describe('WsDuplex', () => {
       const { duplex, peer } = await rawPair()
       const iterator = duplex[Symbol.asyncIterator]()
       peer.sendBinary(Buffer.from('a'))
-      const chunks = [Buffer.from((await withTimeout(iterator.next(), 2000, 'a')).value).toString()]
+      const chunks = [
+        Buffer.from((await withTimeout(iterator.next(), 2000, 'a')).value ?? '').toString()
+      ]
       // The reader is busy: the next frames queue up. The ping follows them on the wire, so
       // once it is seen all of them are queued.
       const pinged = onceWithin(duplex.events, 'ping')
@@ -146,6 +148,19 @@ describe('WsDuplex', () => {
         .with.property('code', 'ERR_FACE_CONFLICT')
       await iterator.return?.()
       expect((await peer.readUntilClose()).close?.code).to.equal(1000)
+    })
+
+    it('is disposable (`await using`) on either face, which stops it like a loop that breaks', async () => {
+      for (const face of ['source', 'stream'] as const) {
+        const { duplex, peer } = await rawPair()
+        if (face === 'stream') duplex.on('data', () => {}).pause()
+        const iterator = duplex[Symbol.asyncIterator]()
+        expect(iterator[Symbol.asyncDispose], face).to.be.a('function')
+        peer.sendBinary(Buffer.from('x'))
+        await withTimeout(iterator.next(), 2000, 'a frame')
+        await iterator[Symbol.asyncDispose]()
+        expect((await peer.readUntilClose()).close?.code, face).to.equal(1000)
+      }
     })
 
     it('ends at once, with the stream’s error, over a stream already destroyed', async () => {

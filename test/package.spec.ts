@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process'
-import { readFile } from 'node:fs/promises'
+import { readFile, readdir } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { gzipSync } from 'node:zlib'
@@ -71,6 +71,33 @@ describe('package', () => {
     const gzipped = gzipSync(code).length
     // The README states the size; this keeps it honest (and the budget explicit).
     expect(gzipped, `min+gzip ${gzipped} bytes`).to.be.below(10 * 1024)
+  })
+
+  it("gives users every package its typings import: a missing one turns public types into 'any'", async () => {
+    const pkg = JSON.parse(await readFile(new URL('package.json', root), 'utf8')) as {
+      dependencies: Record<string, string>
+    }
+    const dist = new URL('dist/', root)
+    const imported = new Set<string>()
+    for (const name of await readdir(dist)) {
+      if (!name.endsWith('.d.ts')) continue
+      const text = await readFile(new URL(name, dist), 'utf8')
+      for (const [, specifier = ''] of text.matchAll(/from '([^'.][^']*)'/g)) {
+        if (!specifier.startsWith('node:')) imported.add(specifier.split('/')[0] ?? specifier)
+      }
+    }
+    expect([...imported]).to.include.members(['ws', 'it-stream-types'])
+    for (const name of imported) {
+      expect(pkg.dependencies, name).to.have.property(name)
+      const own = JSON.parse(
+        await readFile(new URL(`node_modules/${name}/package.json`, root), 'utf8')
+      ) as { types?: string; typings?: string; exports?: unknown }
+      const shipsTypes =
+        own.types !== undefined ||
+        own.typings !== undefined ||
+        /"types"/.test(JSON.stringify(own.exports))
+      if (!shipsTypes) expect(pkg.dependencies, `@types/${name}`).to.have.property(`@types/${name}`)
+    }
   })
 
   it('runs every bin and prints the package version', async () => {
