@@ -63,9 +63,10 @@ export interface WsDuplexOptions {
    */
   writableHighWaterMark?: number
   /**
-   * Only over a WHATWG WebSocket, which cannot pause reading: the bytes received and not yet
-   * read that the stream holds before it gives up with `ERR_READ_OVERFLOW` (close 1008, sent as
-   * 4008). A `ws` socket is paused at `readableHighWaterMark` instead and never needs it.
+   * Over a WHATWG WebSocket, which cannot pause reading: the bytes received and not yet read
+   * that the stream holds before it gives up with `ERR_READ_OVERFLOW` (close 1008, sent as
+   * 4008). A `ws` socket is paused at `readableHighWaterMark` instead, except once our close
+   * frame is out: it reads on, so the peer's answer can arrive, up to this many unread bytes.
    * @default 8388608 (8 MiB)
    */
   maxReadBuffer?: number
