@@ -558,6 +558,12 @@ export class Connection {
       onPong: (connection, data) => connection.#onPong(data),
       onError: (connection, error, rejectedStatus) => {
         connection.#socketError ??= { error, rejectedStatus }
+        // After a protocol error the socket closes by itself: ws with a timer of its own at
+        // closeTimeout + 1 s, a WHATWG socket with none at all. Ours bounds the wait.
+        const live = connection.#closeInfo === undefined && connection.#closeTimer === undefined
+        if (connection.#opened && live) {
+          connection.#awaitEnding()
+        }
       },
       onClose: (connection, code, reason) => connection.#onConnectionClosed(code, reason)
     }

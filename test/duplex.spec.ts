@@ -1052,6 +1052,29 @@ describe('WsDuplex', () => {
       expect(Buffer.concat(chunks).toString()).to.equal('fine')
     })
 
+    it('after a protocol error, a peer that does not answer is cut off at closeTimeout', async () => {
+      const server = await startWsServer(cleanup)
+      const duplex = await openDuplex(
+        cleanup,
+        server.url,
+        { closeTimeout: 200 },
+        { maxPayload: 1024 }
+      )
+      const peer = await server.nextSocket()
+      const failed = streamError(duplex)
+      duplex.resume()
+      // The peer stops reading once it sent the message: it never sees the 1009 ws sends.
+      const sent = new Promise<number>((resolve) =>
+        peer.send(patternBytes(2048), () => {
+          peer.pause()
+          resolve(performance.now())
+        })
+      )
+      expect(await failed).to.include({ code: 'ERR_PAYLOAD_TOO_LARGE', closeCode: 1009 })
+      // ws's own timer would wait closeTimeout + 1 s.
+      expect(performance.now() - (await sent)).to.be.below(900)
+    })
+
     it('a compressed message that does not inflate is ERR_PROTOCOL with the 1007 ws sent', async () => {
       const raw = await startRawServer({
         respond: (head) =>

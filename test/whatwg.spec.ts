@@ -392,6 +392,26 @@ describe('WsStream over a WHATWG WebSocket (undici, in Node)', function () {
       expect((await closed)[0]).to.equal(4009)
     })
 
+    it('a message over maxPayload from a peer that then stops reading ends at closeTimeout', async () => {
+      const server = await startWsServer(cleanup)
+      const stream = fromWebSocket(undiciSocket(server.url), {
+        maxPayload: 1000,
+        closeTimeout: 200
+      })
+      const peer = await server.nextSocket()
+      // It never reads our close frame, so never answers it.
+      peer.send(Buffer.alloc(2000), () => peer.pause())
+      const error = await withTimeout(
+        collect(stream.source).then(
+          () => undefined,
+          (e: WsDuplexError) => e
+        ),
+        3000,
+        'the stream to end'
+      )
+      expect(error).to.include({ code: 'ERR_PAYLOAD_TOO_LARGE', closeCode: 4009 })
+    })
+
     it('a peer that never answers our close is cut off at closeTimeout', async () => {
       const server = await startWsServer(cleanup)
       const stream = fromWebSocket(undiciSocket(server.url), { closeTimeout: 300 })
