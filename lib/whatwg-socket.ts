@@ -5,7 +5,8 @@
  * - Reading cannot be paused (`canPause` false): the engine bounds the read queue instead.
  * - There is no ping (`canPing` false): ping() and keepalive report ERR_UNSUPPORTED.
  * - Scripts may send only 1000 and 3000-4999 (WHATWG "close()" step 1), so the RFC 6455 codes
- *   the engine uses (1003, 1008, 1009, 1011...) go out as 4000 + (code - 1000): 4003, 4011.
+ *   the engine uses (1003, 1008, 1009, 1011...) go out as 4000 + (code - 1000): 4003, 4011;
+ *   1001, a clean ending, goes out as 1000.
  * - There is no 'drain' event. `bufferedAmount` says how much the socket still holds, so a
  *   frame counts as sent once at most SEND_ALLOWANCE bytes are buffered after it; only while a
  *   writer waits beyond that is `bufferedAmount` sampled, on a timer that backs off.
@@ -161,7 +162,10 @@ export class WhatwgSocket<Owner> implements SocketSeam<Owner>, WhatwgListener {
   }
 
   wireCloseCode(code: number): number {
-    return code === CloseCode.Normal || (code >= 3000 && code <= 4999) ? code : 4000 + code - 1000
+    if (code === CloseCode.Normal || (code >= 3000 && code <= 4999)) return code
+    // 1001 (going away) ends cleanly: as 1000, peers read it so; as 4001 they would see an error.
+    if (code === CloseCode.GoingAway) return CloseCode.Normal
+    return 4000 + code - 1000
   }
 
   close(code: number, reason: string): void {

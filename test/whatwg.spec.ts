@@ -238,6 +238,14 @@ describe('WsStream over a WHATWG WebSocket (undici, in Node)', function () {
       expect(result).to.deep.equal({ bytes: Buffer.from([1, 2, 3]), code: 1000, error: undefined })
     })
 
+    it('close(1001) goes out as 1000: going away is a clean end for the peer too', async () => {
+      const server = await recordingServer()
+      const stream = await whatwgConnect(server.url, { WebSocket: UndiciWebSocket as never })
+      const info = await withTimeout(stream.close(1001, 'page going away'), 5000, 'close()')
+      expect(info).to.include({ code: 1000, reason: 'page going away', wasClean: true })
+      expect(await server.next()).to.include({ code: 1000, error: undefined })
+    })
+
     it('destroy(error) sends 4011 (1011 is not allowed to scripts) and the peer errors', async () => {
       const server = await recordingServer()
       const stream = fromWebSocket(undiciSocket(server.url))
