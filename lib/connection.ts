@@ -266,6 +266,7 @@ export class Connection {
       return
     }
     this.#flushedSinceCheck = true
+    this.#keepAlive?.sawLife()
     this.#face.writable()
     this.#wakeRoomWaiter()
     this.#maybeFinish()
@@ -507,7 +508,7 @@ export class Connection {
   }
 
   #onMessage(data: Uint8Array, isBinary: boolean): void {
-    this.#keepAlive?.sawFrame()
+    this.#keepAlive?.sawLife()
     if (this.#fatal !== undefined || this.#released !== undefined) return
     if (!isBinary && this.#refuseText(data)) return
     if (data.length === 0) return
@@ -535,7 +536,7 @@ export class Connection {
   }
 
   #onPong(data: Uint8Array): void {
-    this.#keepAlive?.sawFrame()
+    this.#keepAlive?.sawLife()
     const pings = this.#pings
     const index = pings === undefined ? -1 : pings.findIndex((p) => sameBytes(p.payload, data))
     if (pings !== undefined && index !== -1) {
@@ -552,7 +553,7 @@ export class Connection {
       onOpen: (connection) => connection.#onOpen(),
       onMessage: (connection, data, isBinary) => connection.#onMessage(data, isBinary),
       onPing: (connection, data) => {
-        connection.#keepAlive?.sawFrame()
+        connection.#keepAlive?.sawLife()
         connection.#events?.emit('ping', data)
       },
       onPong: (connection, data) => connection.#onPong(data),

@@ -1159,6 +1159,37 @@ describe('WsDuplex', () => {
       expect(silence).to.be.below(interval * 1.75)
     })
 
+    it('counts our frames the socket takes as life: a slow, steady reader is not cut off', async () => {
+      const { duplex, peer } = await rawPair({ keepAlive: { interval: 100, timeout: 100 } })
+      const failures: Error[] = []
+      duplex.on('error', (error: Error) => failures.push(error))
+      // The peer never answers a ping and reads 64 KiB at a time, every 2 ms: the transfer takes
+      // far longer than the 200 ms after which an unanswered ping would cut it.
+      const size = 24 * 1024 * 1024
+      let paced: NodeJS.Timeout | undefined
+      const readSome = (): void => {
+        peer.socket.once('data', () => {
+          peer.pause()
+          paced = setTimeout(readSome, 2)
+        })
+        peer.resume()
+      }
+      peer.pause()
+      readSome()
+      cleanup.add(() => clearTimeout(paced))
+      // Written as a pipe writes, with backpressure: 64 KiB at a time.
+      const bytes = patternBytes(size)
+      Readable.from(
+        (function* () {
+          for (let at = 0; at < size; at += 64 * 1024) yield bytes.subarray(at, at + 64 * 1024)
+        })()
+      ).pipe(duplex)
+      const got = await peer.readUntilClose(20_000)
+      expect(failures).to.deep.equal([])
+      expect(got.data.length).to.equal(size)
+      expect(got.close?.code).to.equal(1000)
+    })
+
     it('counts any incoming frame as life', async () => {
       const { duplex, peer } = await rawPair({ keepAlive: { interval: 100, timeout: 150 } })
       duplex.resume()
