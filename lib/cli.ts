@@ -93,14 +93,8 @@ async function runCommandLine(argv: readonly string[], io: CliIo): Promise<numbe
     io.stderr.write(`ws-duplex: ${oneLine(error.message)} (ERR_USAGE); see ws-duplex --help\n`)
     return ExitCode.Usage
   }
-  if (command.kind === 'help') {
-    io.stdout.write(USAGE)
-    return ExitCode.Ok
-  }
-  if (command.kind === 'version') {
-    io.stdout.write(`${version()}\n`)
-    return ExitCode.Ok
-  }
+  if (command.kind === 'help') return printOut(io, USAGE)
+  if (command.kind === 'version') return printOut(io, `${version()}\n`)
   const report = new Reporter(io, command.options)
   try {
     switch (command.kind) {
@@ -120,6 +114,23 @@ async function runCommandLine(argv: readonly string[], io: CliIo): Promise<numbe
   } finally {
     report.stopProgress()
   }
+}
+
+/** Writes `text` to stdout; a stdout that fails (a closed pipe, a full disk) is exit 1. */
+function printOut(io: CliIo, text: string): Promise<number> {
+  return new Promise((resolve) => {
+    const onError = (error: Error): void => {
+      io.stderr.write(`ws-duplex: stdout: ${describe(error)}\n`)
+      resolve(ExitCode.Abnormal)
+    }
+    io.stdout.once('error', onError)
+    io.stdout.write(text, (error) => {
+      // A failed write is reported through 'error', which follows.
+      if (error) return
+      io.stdout.off('error', onError)
+      resolve(ExitCode.Ok)
+    })
+  })
 }
 
 function version(): string {

@@ -400,6 +400,16 @@ describe('ws-duplex CLI', () => {
       }
     })
 
+    for (const argv of [['--help'], ['--version']]) {
+      it(`${argv[0]}: a failing stdout is one error line and exit 1, not a crash`, async () => {
+        const epipe = Object.assign(new Error('write EPIPE'), { code: 'EPIPE' })
+        const stdout = new Writable({ write: (_chunk, _encoding, callback) => callback(epipe) })
+        const run = runMain(argv, { stdout })
+        expect(await run.status()).to.equal(ExitCode.Abnormal)
+        expect(run.stderr.text).to.match(/^ws-duplex: stdout: write EPIPE \(EPIPE\)\n$/)
+      })
+    }
+
     it('--version prints the version from package.json', async () => {
       const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
         version: string
