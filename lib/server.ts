@@ -128,8 +128,8 @@ export class WsDuplexServer extends EventEmitter<WsDuplexServerEvents> {
   readonly #wss: WebSocketServer
   readonly #options: NormalizedServerOptions
   readonly #connections = new Set<WsDuplex>()
-  /** Connections waiting for an async iterator, and iterators waiting for connections. */
-  readonly #iterators = new Set<ConnectionQueue>()
+  /** Hands each connection to one `for await` loop, however many there are. */
+  readonly #iteration = new ConnectionQueue()
   /** Sockets whose upgrade is being checked (verifyClient may take a while). */
   readonly #upgrading = new Set<NodeDuplex>()
   #closing: Promise<void> | undefined
@@ -181,22 +181,25 @@ export class WsDuplexServer extends EventEmitter<WsDuplexServerEvents> {
           : duplex.close(CloseCode.GoingAway, 'server closing').then(() => undefined)
       )
     )
-    for (const queue of this.#iterators) queue.end()
+    this.#iteration.end()
     await stopped
     this.#http.off('error', this.#onHttpError)
     this.#wss.close()
     this.emit('close')
   }
 
+  /**
+   * Yields each connection once: several loops share them out (a pool of workers), and a
+   * connection accepted while no loop waits is held for the next one, unless no loop is active
+   * and 'connection' listeners take it. Ends once the server has closed.
+   */
   [Symbol.asyncIterator](): AsyncIterator<WsDuplex> {
-    const queue = new ConnectionQueue(() => this.#iterators.delete(queue))
-    if (this.#closing !== undefined) queue.end()
-    else this.#iterators.add(queue)
-    return queue
+    return this.#iteration.iterator()
   }
 
   readonly #forget = (duplex: WsDuplex): void => {
     this.#connections.delete(duplex)
+    this.#iteration.drop(duplex)
   }
 
   readonly #onHttpError = (error: Error): void => {
@@ -277,7 +280,11 @@ export class WsDuplexServer extends EventEmitter<WsDuplexServerEvents> {
     this.#connections.add(duplex)
     // One callback per server, not a listener and closure per connection.
     duplex[kOnConnectionClosed] = this.#forget
-    for (const queue of this.#iterators) queue.push(duplex)
+    // Held for a loop unless 'connection' listeners alone take connections (nothing would ever
+    // collect them).
+    if (this.#iteration.iterators > 0 || this.listenerCount('connection') === 0) {
+      this.#iteration.push(duplex)
+    }
     try {
       this.emit('connection', duplex, request)
     } catch (error) {
@@ -498,37 +505,67 @@ function rethrow(error: unknown): never {
 }
 
 /** Connections handed to one `for await (const d of server)` loop. */
-class ConnectionQueue implements AsyncIterator<WsDuplex> {
-  readonly #ready: WsDuplex[] = []
-  readonly #waiting: ((result: IteratorResult<WsDuplex>) => void)[] = []
-  readonly #onDone: () => void
+class ConnectionQueue {
+  /** Accepted, not yet yielded, oldest first. */
+  readonly #held: WsDuplex[] = []
+  /** next() calls waiting for a connection, oldest first, from any iterator. */
+  readonly #waiting: { owner: object; resolve: (result: IteratorResult<WsDuplex>) => void }[] = []
   #ended = false
-
-  constructor(onDone: () => void) {
-    this.#onDone = onDone
-  }
+  /** Iterators not yet returned: while there are any, every connection is held for one. */
+  iterators = 0
 
   push(duplex: WsDuplex): void {
     const waiter = this.#waiting.shift()
-    if (waiter !== undefined) waiter({ value: duplex, done: false })
-    else this.#ready.push(duplex)
+    if (waiter !== undefined) {
+      waiter.resolve({ value: duplex, done: false })
+      return
+    }
+    // Nobody has it yet: its failure must not crash the process as an unheard 'error'.
+    duplex.on('error', ignoreHeldError)
+    this.#held.push(duplex)
+  }
+
+  /** A held connection that closed before any loop took it: it is not worth handing out. */
+  drop(duplex: WsDuplex): void {
+    const index = this.#held.indexOf(duplex)
+    if (index !== -1) this.#held.splice(index, 1)
   }
 
   end(): void {
     this.#ended = true
-    this.#onDone()
-    for (const waiter of this.#waiting.splice(0)) waiter({ value: undefined, done: true })
+    for (const waiter of this.#waiting.splice(0)) waiter.resolve({ value: undefined, done: true })
   }
 
-  next(): Promise<IteratorResult<WsDuplex>> {
-    const duplex = this.#ready.shift()
-    if (duplex !== undefined) return Promise.resolve({ value: duplex, done: false })
-    if (this.#ended) return Promise.resolve({ value: undefined, done: true })
-    return new Promise((resolve) => this.#waiting.push(resolve))
-  }
-
-  return(): Promise<IteratorResult<WsDuplex>> {
-    this.end()
-    return Promise.resolve({ value: undefined, done: true })
+  iterator(): AsyncIterator<WsDuplex> {
+    this.iterators++
+    let done = false
+    const owner = {}
+    const finished = { value: undefined, done: true } as const
+    return {
+      next: () => {
+        if (done) return Promise.resolve(finished)
+        const duplex = this.#held.shift()
+        if (duplex !== undefined) {
+          duplex.off('error', ignoreHeldError)
+          return Promise.resolve({ value: duplex, done: false })
+        }
+        if (this.#ended) return Promise.resolve(finished)
+        return new Promise((resolve) => this.#waiting.push({ owner, resolve }))
+      },
+      return: () => {
+        if (!done) this.iterators--
+        done = true
+        // This loop's waiting next() calls end; the other loops keep theirs.
+        for (let i = this.#waiting.length - 1; i >= 0; i--) {
+          const waiter = this.#waiting[i]
+          if (waiter?.owner !== owner) continue
+          this.#waiting.splice(i, 1)
+          waiter.resolve(finished)
+        }
+        return Promise.resolve(finished)
+      }
+    }
   }
 }
+
+function ignoreHeldError(): void {}

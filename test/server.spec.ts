@@ -207,6 +207,56 @@ describe('createServer', () => {
       expect(yielded).to.deep.equal(accepted)
     })
 
+    /** A server nobody listens to: only `for await` takes its connections. */
+    async function unheard(): Promise<{ server: WsDuplexServer; url: string }> {
+      const server = await createServer({ host: '127.0.0.1', port: 0 })
+      cleanup.add(() => withTimeout(server.close(), 5000, 'server.close()'))
+      return { server, url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}` }
+    }
+
+    it('holds a connection accepted before the loop; one that fails meanwhile crashes nothing', async () => {
+      const { server, url } = await unheard()
+      const early = await open(url)
+      const doomed = await open(url)
+      const [heldEarly, heldDoomed] = [...server.connections] as [WsDuplex, WsDuplex]
+      const closed = onceWithin(heldDoomed.events, 'close')
+      doomed.on('error', () => {})
+      doomed.socket.terminate()
+      // Its ERR_ABNORMAL_CLOSURE is emitted with no listener of the user's: no crash.
+      await closed
+      const iterator = server[Symbol.asyncIterator]()
+      const first = await withTimeout(iterator.next(), 2000, 'a held connection')
+      expect(first.value).to.equal(heldEarly)
+      early.write('hi')
+      expect((await onceWithin<[Buffer]>(heldEarly, 'data'))[0].toString()).to.equal('hi')
+      await iterator.return?.()
+    })
+
+    it('hands each connection to one of several loops', async () => {
+      const { server, url } = await unheard()
+      const taken: WsDuplex[][] = [[], []]
+      const loops = taken.map(async (mine) => {
+        for await (const duplex of server) mine.push(duplex)
+      })
+      for (let i = 0; i < 4; i++) (await open(url)).resume()
+      await withTimeout(server.close(), 3000, 'server.close()')
+      await withTimeout(Promise.all(loops), 2000, 'the loops to end')
+      expect(taken.map((mine) => mine.length)).to.deep.equal([2, 2])
+      expect(new Set(taken.flat()).size).to.equal(4)
+    })
+
+    it("holds nothing while no loop runs and a 'connection' listener takes connections", async () => {
+      const { server, url, accepted } = await start()
+      ;(await open(url)).resume()
+      const iterator = server[Symbol.asyncIterator]()
+      const next = iterator.next()
+      ;(await open(url)).resume()
+      const { value } = await withTimeout(next, 2000, 'the second connection')
+      expect(accepted).to.have.length(2)
+      expect(value).to.equal(accepted[1])
+      await iterator.return?.()
+    })
+
     it('ends at once for a server that is already closed', async () => {
       const { server } = await start()
       await withTimeout(server.close(), 3000, 'server.close()')
