@@ -208,8 +208,13 @@ export class WsDuplexServer extends EventEmitter<WsDuplexServerEvents> {
 
   readonly #onUpgrade = (request: IncomingMessage, socket: NodeDuplex, head: Buffer): void => {
     socket.on('error', ignoreSocketError)
+    // A verifyClient or handleProtocols that throws (or rejects) is the server's fault: 500.
     this.#admit(request, socket, head).catch((error: unknown) => {
-      refuseUpgrade(socket, 500, error instanceof Error ? 'verifyClient failed' : undefined)
+      refuseUpgrade(
+        socket,
+        500,
+        error instanceof VerifyClientError ? 'verifyClient failed' : undefined
+      )
     })
   }
 
@@ -239,7 +244,12 @@ export class WsDuplexServer extends EventEmitter<WsDuplexServerEvents> {
     try {
       if (options.verifyClient !== undefined) {
         const secure = 'encrypted' in socket && socket.encrypted === true
-        const refusal = refusalOf(await options.verifyClient({ req: request, origin, secure }))
+        const verdict = await Promise.resolve()
+          .then(() => options.verifyClient?.({ req: request, origin, secure }))
+          .catch((error: unknown) => {
+            throw new VerifyClientError(error)
+          })
+        const refusal = refusalOf(verdict)
         if (refusal !== undefined) {
           refuseUpgrade(socket, refusal.status, refusal.message)
           return
@@ -495,6 +505,13 @@ function pathOf(url: string | undefined): string {
 }
 
 function ignoreSocketError(): void {}
+
+/** verifyClient threw or rejected (told apart from handleProtocols for the 500's body). */
+class VerifyClientError extends Error {
+  constructor(cause: unknown) {
+    super('verifyClient failed', { cause })
+  }
+}
 
 function destroyAfterAnswer(this: NodeDuplex): void {
   this.destroy()

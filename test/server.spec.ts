@@ -17,7 +17,7 @@ import {
   type VerifyClientInfo,
   type WsDuplexServer
 } from '../lib/index.js'
-import { upgradeRequest } from './helpers/hostile.js'
+import { tcpExchange, upgradeRequest } from './helpers/hostile.js'
 import { encodeFrame, Opcode, rawConnect } from './helpers/raw-peer.js'
 import { Cleanup, closeAnsweredSlowly, streamError } from './helpers/servers.js'
 import { collect, onceWithin, withTimeout } from './helpers/wait.js'
@@ -352,6 +352,22 @@ describe('createServer', () => {
       })
       const error = await refusal(url)
       expect(error).to.include({ code: 'ERR_HANDSHAKE_REJECTED', status: 500 })
+    })
+
+    it("names verifyClient in the 500's body only when it is what threw", async () => {
+      const bodyOf = async (options: ServerOptions): Promise<string> => {
+        const { url } = await start(options)
+        const port = Number(new URL(url).port)
+        const request = `${upgradeRequest(port).replace(/\r\n\r\n$/, '')}\r\nSec-WebSocket-Protocol: a\r\n\r\n`
+        const { response } = await tcpExchange(port, Buffer.from(request), { fin: false })
+        expect(response.toString()).to.match(/^HTTP\/1\.1 500 /)
+        return response.toString().split('\r\n\r\n')[1] ?? ''
+      }
+      const bug = (): never => {
+        throw new Error('a bug')
+      }
+      expect(await bodyOf({ verifyClient: bug })).to.equal('verifyClient failed')
+      expect(await bodyOf({ handleProtocols: bug })).to.equal('Internal Server Error')
     })
 
     it('receives the origin, the request and whether the connection is TLS', async () => {
