@@ -18,7 +18,8 @@ export const USAGE = `Usage:
                                exit closes the connection: 1000 after its output for
                                status 0, else 1011; the connection's end ends its stdin.
                                It gets WS_DUPLEX_REMOTE_ADDRESS, WS_DUPLEX_REMOTE_PORT,
-                               WS_DUPLEX_PATH and WS_DUPLEX_PROTOCOL in its environment.
+                               WS_DUPLEX_PATH, WS_DUPLEX_QUERY (after the '?', or empty)
+                               and WS_DUPLEX_PROTOCOL in its environment.
                                It runs in a session of its own (no controlling
                                terminal). On an interrupt it and what it started (its
                                process group) get SIGTERM, and SIGKILL 2 s later.
@@ -274,8 +275,14 @@ function parseArgsMessage(error: unknown): string {
     return `unknown option '${match?.[1] ?? message}'`
   }
   // Node's messages are long; the first sentence says it all ("Option '--x <value>' argument
-  // missing", "Unexpected argument ...").
-  return (message.split('. ')[0] ?? message).replace(/\.$/, '')
+  // missing", "Unexpected argument ..."), but for a value that looks like an option.
+  const first = (message.split(/\.\s/)[0] ?? message).replace(/\.$/, '')
+  const ambiguous = /^Option '(-[^']*)' argument is ambiguous/.exec(first)
+  if (ambiguous !== null) {
+    const long = /use '(--[a-z-]+)=/.exec(message)?.[1] ?? ambiguous[1] ?? ''
+    return `${ambiguous[1] ?? ''} needs a value; give one that starts with '-' as ${long}=<value>`
+  }
+  return first
 }
 
 function operand(operands: string[], count: 1, usage: string): [string]
@@ -473,7 +480,9 @@ function tcpAddress(text: string, min: number, what: string): HostPort {
   const url = parseUrl(text, what)
   if (url.protocol !== 'tcp:')
     throw new UsageError(`${what}: expected tcp://host:port, got '${text}'`)
-  if (url.hostname === '' || url.port === '' || (url.pathname !== '' && url.pathname !== '/')) {
+  const extra =
+    (url.pathname !== '' && url.pathname !== '/') || url.search !== '' || url.hash !== ''
+  if (url.hostname === '' || url.port === '' || extra || text.includes('@')) {
     throw new UsageError(`${what}: expected tcp://host:port, got '${text}'`)
   }
   return { host: unbracket(url.hostname), port: portNumber(url.port, min, what) }

@@ -459,7 +459,7 @@ function execSession(
         ...(io.env ?? process.env),
         WS_DUPLEX_REMOTE_ADDRESS: request.socket.remoteAddress ?? '',
         WS_DUPLEX_REMOTE_PORT: String(request.socket.remotePort ?? ''),
-        WS_DUPLEX_PATH: request.url ?? '/',
+        ...pathAndQuery(request.url),
         WS_DUPLEX_PROTOCOL: ws.socket.protocol
       }
     })
@@ -512,6 +512,18 @@ function execSession(
       resolve(failure)
     })
   })
+}
+
+/** The request target, split: the query (without its '?') often carries a token. */
+function pathAndQuery(target: string | undefined): {
+  WS_DUPLEX_PATH: string
+  WS_DUPLEX_QUERY: string
+} {
+  const url = target ?? '/'
+  const mark = url.indexOf('?')
+  return mark === -1
+    ? { WS_DUPLEX_PATH: url, WS_DUPLEX_QUERY: '' }
+    : { WS_DUPLEX_PATH: url.slice(0, mark), WS_DUPLEX_QUERY: url.slice(mark + 1) }
 }
 
 // ------------------------------------------------------------------------------ bridges

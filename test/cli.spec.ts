@@ -457,6 +457,9 @@ describe('ws-duplex CLI', () => {
       [['bridge', 'tcp://127.0.0.1:1'], /expected bridge <from> <to>/],
       [['bridge', 'tcp://127.0.0.1:1', 'tcp://127.0.0.1:2'], /expected ws:\/\/\.\.\. tcp/],
       [['bridge', 'ws://127.0.0.1:0', 'tcp://127.0.0.1'], /expected tcp:\/\/host:port/],
+      [['bridge', 'tcp://127.0.0.1:0?x=1', 'ws://127.0.0.1:1/'], /expected tcp:\/\/host:port/],
+      [['listen', '0', '--exec', '--echo'], /--exec needs a value; .* as --exec=<value> /],
+      [['listen', '0', '-e', '--echo'], /-e needs a value; .* as --exec=<value> /],
       [['bridge', 'ws://127.0.0.1:0', 'tcp://127.0.0.1:22', '--insecure'], /--insecure/]
     ]
     for (const [argv, message] of mistakes) {
@@ -855,14 +858,15 @@ describe('ws-duplex CLI', () => {
     })
 
     it('--exec: the exit status ends the connection (0: 1000, else 1011)', async () => {
-      const command = 'printf "%s" "$WS_DUPLEX_PATH"; [ "$WS_DUPLEX_PATH" = /ok ] || exit 3'
+      const command =
+        'printf "%s|%s" "$WS_DUPLEX_PATH" "$WS_DUPLEX_QUERY"; [ "$WS_DUPLEX_PATH" = /ok ] || exit 3'
       const { address } = await startServerMain(['listen', '--exec', command, '127.0.0.1:0'])
-      const ok = runMain(['connect', '--on-eof', 'wait', `${address}ok`])
+      const ok = runMain(['connect', '--on-eof', 'wait', `${address}ok?token=t`])
       expect(await ok.status()).to.equal(0)
-      expect(ok.stdout.text).to.equal('/ok')
+      expect(ok.stdout.text).to.equal('/ok|token=t')
       const failed = runMain(['connect', '--on-eof', 'wait', `${address}bad`])
       expect(await failed.status()).to.equal(ExitCode.Abnormal)
-      expect(failed.stdout.text).to.equal('/bad')
+      expect(failed.stdout.text).to.equal('/bad|')
       expect(errorLine(failed.stderr)).to.match(/\(ERR_PEER_CLOSED_WITH_ERROR, close code 1011\)$/)
     })
 
