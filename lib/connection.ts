@@ -68,6 +68,8 @@ export class Connection {
   #roomWaiter: { resolve: () => void; reject: (error: Error) => void } | undefined
   /** The face's end-of-writing callback, waiting for every byte to be handed to the OS. */
   #heldFinish: ((error?: Error | null) => void) | undefined
+  /** Every written byte went out and the close began: #heldFinish waits for the end. */
+  #finishAwaitsEnd = false
   /**
    * Set by release(), which lets go of the connection: what to call once the socket reports it
    * is closed (a no-op once called).
@@ -245,7 +247,10 @@ export class Connection {
     this.#maybeSurfaceFatal()
   }
 
-  /** The face's write side ended: flush, then send our close frame, then call `callback`. */
+  /**
+   * The face's write side ended: flush, send our close frame, then call `callback` once the
+   * connection has ended cleanly, or with the error that ended it.
+   */
   finish(callback: (error?: Error | null) => void): void {
     this.#heldFinish = callback
     this.#queue?.flush()
@@ -275,12 +280,19 @@ export class Connection {
   /** After the write side ended: once every byte is handed to the OS, send our close (§5.5.1). */
   #maybeFinish(): void {
     const callback = this.#heldFinish
-    if (callback === undefined || this.#fatal !== undefined) return
+    if (callback === undefined || this.#fatal !== undefined || this.#finishAwaitsEnd) return
+    if (this.#closeInfo !== undefined) {
+      // Over, and cleanly (a failure is fatal): nothing is left to flush or to wait for.
+      this.#heldFinish = undefined
+      callback()
+      return
+    }
     if (!this.#opened || (this.#queue?.pendingBytes ?? 0) > 0) return
-    this.#heldFinish = undefined
     const request = this.#closeRequest
     this.#startClose(request?.code ?? CloseCode.Normal, request?.reason ?? '')
-    callback()
+    // The write side is done only once the connection has ended cleanly: until then a 1011 or
+    // a reset can still say the transfer failed, which 'finish' (and a sink) must not hide.
+    this.#finishAwaitsEnd = true
   }
 
   // ------------------------------------------------------------------------------ reading

@@ -236,6 +236,33 @@ describe('WsDuplex', () => {
   })
 
   describe('ending', () => {
+    it("'finish' waits for the peer's answer to our close: a pipeline() in fails if it is not clean", async () => {
+      const endings = [
+        ['answers 1000', (peer: RawPeer) => peer.sendClose(1000), undefined],
+        [
+          'answers 1011',
+          (peer: RawPeer) => peer.sendClose(1011, 'disk full'),
+          'ERR_PEER_CLOSED_WITH_ERROR'
+        ],
+        ['resets', (peer: RawPeer) => peer.reset(), 'ERR_ABNORMAL_CLOSURE']
+      ] as const
+      for (const [what, answer, code] of endings) {
+        const { duplex, peer } = await rawPair()
+        let finished = false
+        duplex.once('finish', () => (finished = true))
+        const piping = pipeline(Readable.from([Buffer.from('all of it')]), duplex)
+        const got = await peer.readUntilClose()
+        expect(got.close?.code, what).to.equal(1000)
+        expect(finished, what).to.equal(false)
+        answer(peer)
+        const error = await withTimeout(piping, 2000, 'pipeline()').then(
+          () => undefined,
+          (e: { code?: string }) => e.code ?? String(e)
+        )
+        expect(error, what).to.equal(code)
+      }
+    })
+
     it('ends cleanly only after a close frame with 1000, 1001 or 1005', async () => {
       for (const code of [1000, 1001, undefined]) {
         const { duplex, peer } = await rawPair()

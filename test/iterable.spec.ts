@@ -42,6 +42,13 @@ async function collectingServer(): Promise<{ url: string; received: () => Promis
 }
 
 /** Whether frames wait in the source queue (what `source` holds, unread). */
+/** Reads to our close frame and answers it, as a well-behaved peer does (RFC 6455 §5.5.1). */
+async function answerClose(peer: RawPeer): Promise<Awaited<ReturnType<RawPeer['readUntilClose']>>> {
+  const got = await peer.readUntilClose()
+  peer.sendClose(got.close?.code ?? 1000)
+  return got
+}
+
 function sourceHasFrames(duplex: WsDuplex): boolean {
   return (duplex.source as unknown as { queuedBytes: number }).queuedBytes > 0
 }
@@ -68,14 +75,25 @@ describe('WsDuplex source / sink', () => {
     it('sends every chunk, then closes with 1000, and works detached', async () => {
       const { duplex, peer } = await openRawPair(cleanup)
       const { sink } = duplex
-      await withTimeout(
-        sink([Buffer.from('one '), new Uint8Array([116, 119, 111])]),
-        2000,
-        'the sink'
-      )
+      const sinking = sink([Buffer.from('one '), new Uint8Array([116, 119, 111])])
       const got = await peer.readUntilClose()
       expect(got.data.toString()).to.equal('one two')
       expect(got.close?.code).to.equal(1000)
+      // It resolves once the peer has answered the close: only then is the transfer complete.
+      peer.sendClose(1000)
+      await withTimeout(sinking, 2000, 'the sink')
+    })
+
+    it('does not resolve when the peer answers the close with an error', async () => {
+      const { duplex, peer } = await openRawPair(cleanup)
+      const sinking = duplex.sink([Buffer.from('all of it')])
+      expect((await peer.readUntilClose()).close?.code).to.equal(1000)
+      peer.sendClose(1011, 'disk full')
+      const error = await withTimeout(sinking, 2000, 'the sink').then(
+        () => undefined,
+        (e: unknown) => e
+      )
+      expect(error).to.include({ code: 'ERR_PEER_CLOSED_WITH_ERROR', closeCode: 1011 })
     })
 
     it('accepts Uint8ArrayList chunks and async sources', async () => {
@@ -145,6 +163,7 @@ describe('WsDuplex source / sink', () => {
         peer.resume()
         const got = await peer.readUntilClose(20_000)
         expect(got.data.length).to.equal(1024 * chunk.length)
+        peer.sendClose(1000)
         await sinking
       })
     }
@@ -350,6 +369,7 @@ describe('WsDuplex source / sink', () => {
       )
       expect(second).to.include({ code: 'ERR_FACE_CONFLICT' })
       release()
+      await answerClose(await raw.nextPeer())
       await sinking
     })
 
@@ -398,6 +418,8 @@ describe('WsDuplex source / sink', () => {
       expect(input.listenerCount('data')).to.equal(0)
       input.end(Buffer.from('never sent'))
       release()
+      const peer = await raw.nextPeer()
+      expect((await answerClose(peer)).data.toString()).to.equal('a')
       await sinking
 
       const other = await openDuplex(cleanup, raw.url)
@@ -581,8 +603,8 @@ describe('WsDuplex source / sink', () => {
         allAnswered()
         break
       }
+      expect((await answerClose(peer)).close?.code).to.equal(1000)
       await withTimeout(sinking, 2000, 'sink()')
-      expect((await peer.readUntilClose()).close?.code).to.equal(1000)
     })
 
     it('tells a source that gave a chunk that is not bytes to stop (its finally runs)', async () => {
@@ -763,10 +785,10 @@ describe('WsDuplex source / sink', () => {
         .to.throw(WsDuplexError)
         .with.property('code', 'ERR_FACE_CONFLICT')
       release()
-      await withTimeout(sinking, 2000, 'sink()')
-      const got = await peer.readUntilClose()
+      const got = await answerClose(peer)
       expect(got.data.toString()).to.equal('ab')
       expect(got.close?.code).to.equal(1000)
+      await withTimeout(sinking, 2000, 'sink()')
     })
   })
 
@@ -874,8 +896,9 @@ describe('WsDuplex source / sink', () => {
   describe('frames on the wire', () => {
     it('sends one length-prefixed message as one frame, not prefix and payload apart', async () => {
       const { duplex, peer } = await openRawPair(cleanup)
-      await pipe([patternBytes(100)], lp.encode, duplex)
-      const got = await peer.readUntilClose()
+      const piping = pipe([patternBytes(100)], lp.encode, duplex)
+      const got = await answerClose(peer)
+      await piping
       const binary = got.frames.filter((frame) => frame.opcode === Opcode.Binary)
       expect(binary.map((frame) => frame.payload.length)).to.deep.equal([101])
     })
