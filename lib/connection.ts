@@ -322,13 +322,20 @@ export class Connection {
       this.#closeRequest = { code, reason }
     }
     this.#face.endWriting()
-    if (this.#sentCloseCode === undefined && this.#closeTimer === undefined) {
-      // Bound the flush too: a peer that stops reading must not hold close() forever. A slow
-      // peer that still reads is fine: only a whole closeTimeout without progress counts.
-      this.#flushedSinceCheck = false
-      this.#closeTimer = setTimeout(flushTimerFired, this.#options.closeTimeout, this)
-    }
+    this.#boundFlush()
     return result
+  }
+
+  /**
+   * Bounds close()'s flush: a peer that stops reading must not hold the close forever. A slow
+   * peer that still reads is fine: only a whole closeTimeout without progress counts. (end()'s
+   * flush is not bounded, as with net.Socket: a writer waits for a slow reader.)
+   */
+  #boundFlush(): void {
+    if (this.#sentCloseCode !== undefined || this.#closeTimer !== undefined) return
+    if (this.#closeInfo !== undefined) return
+    this.#flushedSinceCheck = false
+    this.#closeTimer = setTimeout(flushTimerFired, this.#options.closeTimeout, this)
   }
 
   /** Sends a ping; resolves with the round-trip time in ms when its pong arrives. */
@@ -502,6 +509,19 @@ export class Connection {
   }
 
   /** Once per connection: callers emit it only before any close frame was sent. */
+  /**
+   * A protocol error the socket found itself (RFC 6455 §7.1.7): it has sent its own close frame
+   * (ws: 1002, 1007 or 1009), so our close handshake has begun, and says so with 'closing'.
+   */
+  #closedBySocket(error: Error, rejectedStatus: number | undefined): void {
+    if (this.#sentCloseCode !== undefined) return
+    const code = errorFromSocket(error, rejectedStatus, true).closeCode
+    if (code === undefined || code === CloseCode.Abnormal) return
+    this.#sentCloseCode = code
+    this.#keepAlive?.stop()
+    this.#emitClosing(code, '', 'local')
+  }
+
   #emitClosing(code: number, reason: string, initiator: 'local' | 'remote'): void {
     this.#events?.emit('closing', { code, reason, initiator })
   }
@@ -573,10 +593,9 @@ export class Connection {
         connection.#socketError ??= { error, rejectedStatus }
         // After a protocol error the socket closes by itself: ws with a timer of its own at
         // closeTimeout + 1 s, a WHATWG socket with none at all. Ours bounds the wait.
-        const live = connection.#closeInfo === undefined && connection.#closeTimer === undefined
-        if (connection.#opened && live) {
-          connection.#awaitEnding()
-        }
+        if (!connection.#opened || connection.#closeInfo !== undefined) return
+        if (connection.#closeTimer === undefined) connection.#awaitEnding()
+        connection.#closedBySocket(error, rejectedStatus)
       },
       onClose: (connection, code, reason) => connection.#onConnectionClosed(code, reason)
     }

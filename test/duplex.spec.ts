@@ -1067,11 +1067,15 @@ describe('WsDuplex', () => {
       const raw = await startRawServer()
       cleanup.add(() => raw.close())
       const duplex = await openDuplex(cleanup, raw.url, {}, { maxPayload: 1024 })
+      const closing: unknown[] = []
+      duplex.events.on('closing', (info) => closing.push(info))
       const peer = await raw.nextPeer()
       peer.sendBinary(Buffer.from('fine'))
       peer.sendBinary(patternBytes(2048))
       const got = await peer.readUntilClose()
       expect(got.close?.code).to.equal(1009)
+      // ws sent that close frame itself, as it reported the error: the handshake has begun.
+      expect(closing).to.deep.equal([{ code: 1009, reason: '', initiator: 'local' }])
       const chunks: Buffer[] = []
       duplex.on('data', (chunk: Buffer) => chunks.push(chunk))
       const error = await streamError(duplex)
