@@ -271,7 +271,8 @@ export class Connection {
       return
     }
     this.#flushedSinceCheck = true
-    this.#keepAlive?.sawLife()
+    // Taken while more waits: the kernel made room, so the peer is reading (see keepalive.ts).
+    if (this.#keepAlive !== undefined && this.#seam.unsentBytes > 0) this.#keepAlive.sawDrain()
     this.#face.writable()
     this.#wakeRoomWaiter()
     this.#maybeFinish()
@@ -540,7 +541,7 @@ export class Connection {
   }
 
   #onMessage(data: Uint8Array, isBinary: boolean): void {
-    this.#keepAlive?.sawLife()
+    this.#keepAlive?.sawFrame()
     if (this.#fatal !== undefined || this.#released !== undefined) return
     if (!isBinary && this.#refuseText(data)) return
     if (data.length === 0) return
@@ -568,7 +569,7 @@ export class Connection {
   }
 
   #onPong(data: Uint8Array): void {
-    this.#keepAlive?.sawLife()
+    this.#keepAlive?.sawFrame()
     const pings = this.#pings
     const index = pings === undefined ? -1 : pings.findIndex((p) => sameBytes(p.payload, data))
     if (pings !== undefined && index !== -1) {
@@ -585,7 +586,7 @@ export class Connection {
       onOpen: (connection) => connection.#onOpen(),
       onMessage: (connection, data, isBinary) => connection.#onMessage(data, isBinary),
       onPing: (connection, data) => {
-        connection.#keepAlive?.sawLife()
+        connection.#keepAlive?.sawFrame()
         connection.#events?.emit('ping', data)
       },
       onPong: (connection, data) => connection.#onPong(data),

@@ -1221,6 +1221,18 @@ describe('WsDuplex', () => {
       expect(got.close?.code).to.equal(1000)
     })
 
+    it('still cuts off a peer that takes our writes but never answers, while we keep writing', async () => {
+      const { duplex, peer } = await rawPair({ keepAlive: { interval: 200, timeout: 200 } })
+      duplex.resume()
+      // The peer's kernel takes every small write at once: that proves nothing about the peer.
+      const writer = setInterval(() => duplex.write(Buffer.from('tick')), 50)
+      cleanup.add(() => clearInterval(writer))
+      const failed = streamError(duplex, 3000)
+      expect(await failed).to.include({ code: 'ERR_KEEPALIVE_TIMEOUT' })
+      clearInterval(writer)
+      await peer.tcpClosed()
+    })
+
     it('counts any incoming frame as life', async () => {
       const { duplex, peer } = await rawPair({ keepAlive: { interval: 100, timeout: 150 } })
       duplex.resume()
