@@ -516,8 +516,12 @@ export class Connection {
    */
   #closedBySocket(error: Error, rejectedStatus: number | undefined): void {
     if (this.#sentCloseCode !== undefined) return
-    const code = errorFromSocket(error, rejectedStatus, true).closeCode
-    if (code === undefined || code === CloseCode.Abnormal) return
+    const reported = errorFromSocket(error, rejectedStatus, true)
+    // Only these come with a close frame of the socket's own; an unclean ending (a WHATWG
+    // socket reports the peer's code with it) is the peer's close, not ours.
+    if (!SOCKET_CLOSES_FOR.has(reported.code)) return
+    const code = reported.closeCode
+    if (code === undefined) return
     this.#sentCloseCode = code
     this.#keepAlive?.stop()
     this.#emitClosing(code, '', 'local')
@@ -765,6 +769,9 @@ export function closedError(closeCode?: number): WsDuplexError {
 export function isFailure(error: Error | null | undefined): boolean {
   return error != null && error.name !== 'AbortError'
 }
+
+/** The errors a socket answers with a close frame of its own (ws: 1002, 1007, 1009). */
+const SOCKET_CLOSES_FOR: ReadonlySet<string> = new Set(['ERR_PROTOCOL', 'ERR_PAYLOAD_TOO_LARGE'])
 
 /** Numbers the default ping payloads; unique in the process, so unique per connection too. */
 let pingSequence = 0

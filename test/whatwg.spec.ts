@@ -6,6 +6,7 @@ import { expect } from 'chai'
 import { pipe } from 'it-pipe'
 import * as lp from 'it-length-prefixed'
 import { WebSocket as UndiciWebSocket } from 'undici'
+import { WebSocket } from 'ws'
 import {
   createServer,
   fromWebSocket,
@@ -16,6 +17,7 @@ import {
   type WsDuplexServer
 } from '../lib/index.js'
 import { connect as whatwgConnect } from '../lib/browser.js'
+import { startRawServer } from './helpers/raw-peer.js'
 import { Cleanup, patternBytes, startWsServer } from './helpers/servers.js'
 import { collect, onceWithin, withTimeout } from './helpers/wait.js'
 
@@ -331,6 +333,22 @@ describe('WsStream over a WHATWG WebSocket (undici, in Node)', function () {
       expect(error).to.be.instanceOf(WsDuplexError)
       expect(error?.code).to.equal('ERR_PEER_CLOSED_WITH_ERROR')
       expect(error?.closeCode).to.equal(1011)
+    })
+
+    it("a peer's close then a reset: 'closing' says the peer started it, and the stream errors", async () => {
+      const raw = await startRawServer()
+      cleanup.add(() => raw.close())
+      // ws's own WebSocket has the WHATWG API too, and reports this ending as not clean.
+      const stream = new WsStream(new WebSocket(raw.url) as unknown as WhatwgWebSocket)
+      const closing: unknown[] = []
+      stream.events.on('closing', (info) => closing.push(info))
+      const peer = await raw.nextPeer()
+      peer.sendClose(1011, 'peer broke')
+      // It does not wait for our answer: it drops TCP at once.
+      peer.reset()
+      const { error } = await readUntilEnd(stream.source)
+      expect(error?.closeCode).to.equal(1011)
+      expect(closing).to.deep.equal([{ code: 1011, reason: 'peer broke', initiator: 'remote' }])
     })
 
     it('a peer that drops the TCP connection is ERR_ABNORMAL_CLOSURE', async () => {
