@@ -242,6 +242,10 @@ export class WsDuplex
       finish: async () => {
         this.#endWriteSide()
         await finished(this, { readable: false })
+        // Ended, then let go (destroy(), a break) before the peer's clean answer: the bytes
+        // may not all have been taken, so the sink cannot report a complete transfer.
+        const info = connection.closeInfo
+        if (info !== undefined && !info.wasClean) throw connection.fatal ?? closedError(info.code)
       },
       abort: (error) => {
         this.destroy(error)

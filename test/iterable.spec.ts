@@ -84,6 +84,18 @@ describe('WsDuplex source / sink', () => {
       await withTimeout(sinking, 2000, 'the sink')
     })
 
+    it('does not resolve when the stream is destroyed before the peer answers the close', async () => {
+      const { duplex, peer } = await openRawPair(cleanup)
+      const sinking = duplex.sink([Buffer.from('all of it')])
+      expect((await peer.readUntilClose()).close?.code).to.equal(1000)
+      duplex.destroy()
+      const error = await withTimeout(sinking, 2000, 'the sink').then(
+        () => undefined,
+        (e: unknown) => e
+      )
+      expect(error).to.include({ code: 'ERR_STREAM_CLOSED' })
+    })
+
     it('does not resolve when the peer answers the close with an error', async () => {
       const { duplex, peer } = await openRawPair(cleanup)
       const sinking = duplex.sink([Buffer.from('all of it')])
