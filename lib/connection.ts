@@ -66,7 +66,7 @@ export class Connection {
   #opened: boolean
   /** A sink waiting for room in the send queue (both faces' sinks wait here). */
   #roomWaiter: { resolve: () => void; reject: (error: Error) => void } | undefined
-  /** The face's end-of-writing callback, waiting for every byte to be handed to the OS. */
+  /** The face's end-of-writing callback: for every byte to reach the OS, then a clean end. */
   #heldFinish: ((error?: Error | null) => void) | undefined
   /** Every written byte went out and the close began: #heldFinish waits for the end. */
   #finishAwaitsEnd = false
@@ -509,7 +509,6 @@ export class Connection {
     )
   }
 
-  /** Once per connection: callers emit it only before any close frame was sent. */
   /**
    * A protocol error the socket found itself (RFC 6455 §7.1.7): it has sent its own close frame
    * (ws: 1002, 1007 or 1009), so our close handshake has begun, and says so with 'closing'.
@@ -527,6 +526,7 @@ export class Connection {
     this.#emitClosing(code, '', 'local')
   }
 
+  /** Once per connection: callers emit it only before any close frame was sent. */
   #emitClosing(code: number, reason: string, initiator: 'local' | 'remote'): void {
     this.#events?.emit('closing', { code, reason, initiator })
   }
