@@ -367,9 +367,7 @@ describe('WsDuplex source / sink', () => {
     }
 
     it('refuses write() while sink() is in use, and a second sink()', async () => {
-      const raw = await startRawServer()
-      cleanup.add(() => raw.close())
-      const duplex = await openDuplex(cleanup, raw.url)
+      const { duplex, peer } = await openRawPair(cleanup)
       const { source, release } = heldOpen(Buffer.from('a'))
       const sinking = duplex.sink(source)
       expect(() => duplex.write(Buffer.from('b')))
@@ -381,7 +379,7 @@ describe('WsDuplex source / sink', () => {
       )
       expect(second).to.include({ code: 'ERR_FACE_CONFLICT' })
       release()
-      await answerClose(await raw.nextPeer())
+      await answerClose(peer)
       await sinking
     })
 
