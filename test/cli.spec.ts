@@ -1,7 +1,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { once } from 'node:events'
-import { closeSync, openSync, readFileSync, readdirSync, statSync } from 'node:fs'
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, statSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createServer as createHttpsServer } from 'node:https'
 import {
@@ -937,12 +937,15 @@ describe('ws-duplex CLI', () => {
       const dir = await mkdtemp(join(tmpdir(), 'ws-duplex-exec-'))
       cleanup.add(() => rm(dir, { recursive: true, force: true }))
       const log = join(dir, 'log')
-      // A background job that needs half a second to clean up after SIGTERM.
-      const job = `trap 'sleep 0.5; echo cleaned > "${log}"; exit 0' TERM; while :; do sleep 0.1; done`
+      const ready = join(dir, 'ready')
+      // A background job that needs half a second to clean up after SIGTERM. It says when its
+      // trap is set: until then a SIGTERM kills it with nothing written.
+      const job = `trap 'sleep 0.5; echo cleaned > "${log}"; exit 0' TERM; : > "${ready}"; while :; do sleep 0.1; done`
       const command = `sh -c '${job.replace(/'/g, `'\\''`)}' </dev/null >/dev/null 2>&1 & echo started`
       const { run, address } = await startServerMain(['listen', '--exec', command, '127.0.0.1:0'])
       const client = runMain(['connect', '--on-eof', 'wait', address])
       expect(await client.status()).to.equal(0)
+      await until(() => existsSync(ready), 'the job to set its TERM trap', 5000, 20)
       run.interrupt()
       expect(await run.status(10_000)).to.equal(ExitCode.Interrupted)
       expect(readFileSync(log, 'utf8')).to.equal('cleaned\n')

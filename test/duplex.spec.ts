@@ -1191,12 +1191,16 @@ describe('WsDuplex', () => {
     })
 
     it('counts our frames the socket takes as life: a slow, steady reader is not cut off', async () => {
-      const { duplex, peer } = await rawPair({ keepAlive: { interval: 100, timeout: 100 } })
+      // The socket takes our writes only when the kernel frees half its send buffer (up to
+      // 2 MiB on loopback): at this pace about every 80 ms, slower on a loaded machine. The
+      // timeout must cover several such gaps, and the transfer several timeouts.
+      const { duplex, peer } = await rawPair({ keepAlive: { interval: 100, timeout: 400 } })
       const failures: Error[] = []
       duplex.on('error', (error: Error) => failures.push(error))
-      // The peer never answers a ping and reads 64 KiB at a time, every 2 ms: the transfer takes
-      // far longer than the 200 ms after which an unanswered ping would cut it.
-      const size = 24 * 1024 * 1024
+      // The peer never answers a ping and reads 64 KiB at a time, every 2 ms: the transfer
+      // (1.3 s unloaded) takes far longer than the 500 ms after which an unanswered ping would
+      // cut it.
+      const size = 32 * 1024 * 1024
       let paced: NodeJS.Timeout | undefined
       const readSome = (): void => {
         peer.socket.once('data', () => {
