@@ -1,6 +1,6 @@
 /** connect(): open a WebSocket to a URL and resolve with a WsDuplex once it is open. */
 import { WebSocket, type ClientOptions } from 'ws'
-import { WsDuplex } from './duplex.js'
+import { kHoldReading, WsDuplex } from './duplex.js'
 import { abortedError, connectTimeoutError, type WsDuplexError } from './errors.js'
 import {
   DEFAULTS,
@@ -125,6 +125,9 @@ export async function connect(url: string | URL, options?: ConnectOptions): Prom
     }
     opened = () => {
       cleanup()
+      // Frames read with the handshake would fire their events before the caller's await
+      // resumes and can listen.
+      duplex[kHoldReading]()
       resolve(duplex)
     }
     const onError = (error: Error): void => {

@@ -86,6 +86,8 @@ export class Connection {
   #closeTimer: Timer | undefined
   /** Our close timer cut the connection; it is an error unless the peer's close frame came. */
   #closeTimedOut = false
+  /** Reading is paused while connect() or a server loop hands the duplex over. */
+  #readingHeld = false
   /** Set whenever a frame is flushed; close() treats a flush without it for a while as stalled. */
   #flushedSinceCheck = false
   /** A fatal error waiting for the reader to take the bytes that arrived before it. */
@@ -301,6 +303,21 @@ export class Connection {
   /** The reader took bytes: read from the network again. */
   resumeReading(): void {
     if (this.#seam.isPaused) this.#seam.resume()
+  }
+
+  /**
+   * Reads nothing until the next turn of the event loop. Frames that came in the same TCP read
+   * as the handshake would fire their events ('ping', 'warning'...) before an `await`ing caller
+   * holds the duplex: their bytes would wait for it, their events would be lost.
+   */
+  holdReadingForOneTurn(): void {
+    if (!this.#seam.canPause || this.#seam.isPaused) return
+    this.#seam.pause()
+    this.#readingHeld = true
+    setImmediate(() => {
+      // Unless a full read buffer paused reading meanwhile: then the reader resumes it.
+      if (this.#readingHeld) this.resumeReading()
+    })
   }
 
   /** The reader took bytes; a fatal error waiting for them may now end the face. */
@@ -557,6 +574,7 @@ export class Connection {
     if (this.#sentCloseCode !== undefined && this.#face.unreadBytes <= limit) return
     if (this.#seam.canPause) {
       this.#seam.pause()
+      this.#readingHeld = false
       return
     }
     // A WHATWG socket cannot stop reading: past the limit, fail rather than grow without bound.

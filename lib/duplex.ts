@@ -28,6 +28,8 @@ type WriteCallback = (error?: Error | null) => void
 
 /** Internal: told when the connection is over (createServer() keeps its live set with it). */
 export const kOnConnectionClosed = Symbol('ws-duplex.onConnectionClosed')
+/** Internal: connect() and createServer() hold reading while they hand an open duplex over. */
+export const kHoldReading = Symbol('ws-duplex.holdReading')
 
 // Set by the static block in WsDuplex, which alone may touch its private members.
 let faceOf: (duplex: WsDuplex) => ConnectionFace
@@ -98,6 +100,11 @@ export class WsDuplex
   /** Out-of-band events: warnings, pings, pongs, the close handshake. Never throws unobserved. */
   get events(): DuplexEvents {
     return this.#connection.events as DuplexEvents
+  }
+
+  /** @internal Reads nothing until the next turn, while connect() or a server loop hands this over. */
+  [kHoldReading](): void {
+    this.#connection.holdReadingForOneTurn()
   }
 
   /** The wrapped `ws` WebSocket, for reading `protocol`, `extensions` or `url`. */

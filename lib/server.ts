@@ -15,7 +15,7 @@ import { Server as NetServer, type AddressInfo } from 'node:net'
 import type { Duplex as NodeDuplex } from 'node:stream'
 import { WebSocketServer, type ServerOptions as WsServerOptions, type WebSocket } from 'ws'
 import { CloseCode } from './close-codes.js'
-import { kOnConnectionClosed, WsDuplex } from './duplex.js'
+import { kHoldReading, kOnConnectionClosed, WsDuplex } from './duplex.js'
 import {
   booleanOption,
   DEFAULTS,
@@ -534,6 +534,9 @@ class ConnectionQueue {
   push(duplex: WsDuplex): void {
     const waiter = this.#waiting.shift()
     if (waiter !== undefined) {
+      // The loop gets it after a microtask, frames read with the handshake sooner: their
+      // events would go unheard. A held connection keeps reading, to notice its close.
+      duplex[kHoldReading]()
       waiter.resolve({ value: duplex, done: false })
       return
     }

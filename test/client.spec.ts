@@ -8,7 +8,14 @@ import {
   WsDuplexError,
   type ConnectOptions
 } from '../lib/index.js'
-import { headerValue, Opcode, startRawServer, type RawServer } from './helpers/raw-peer.js'
+import {
+  acceptKey,
+  encodeFrame,
+  headerValue,
+  Opcode,
+  startRawServer,
+  type RawServer
+} from './helpers/raw-peer.js'
 import {
   Cleanup,
   closeAnsweredSlowly,
@@ -125,6 +132,30 @@ describe('connect', () => {
     const echoed = readBytes(duplex, payload.length)
     duplex.write(payload)
     expect((await echoed).equals(payload)).to.equal(true)
+  })
+
+  it('emits the events of frames that came with the handshake after it resolves', async () => {
+    // One TCP write: the 101, then a ping, a pong, a text frame and bytes, all read together.
+    const frames = Buffer.concat([
+      encodeFrame({ opcode: Opcode.Ping, payload: Buffer.from('early ping') }),
+      encodeFrame({ opcode: Opcode.Pong, payload: Buffer.from('early pong') }),
+      encodeFrame({ opcode: Opcode.Text, payload: Buffer.from('early text') }),
+      encodeFrame({ opcode: Opcode.Binary, payload: Buffer.from('bytes') })
+    ])
+    const raw = await rawServer({
+      respond: (head) =>
+        'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+        `Sec-WebSocket-Accept: ${acceptKey(headerValue(head, 'sec-websocket-key') ?? '')}\r\n\r\n` +
+        frames.toString('latin1')
+    })
+    const duplex = await open(raw.url, { text: 'ignore' })
+    const seen: string[] = []
+    duplex.events.on('ping', (data) => seen.push(`ping ${Buffer.from(data).toString()}`))
+    duplex.events.on('pong', (data) => seen.push(`pong ${Buffer.from(data).toString()}`))
+    duplex.events.on('warning', (error) => seen.push(`warning ${error.code}`))
+    const [chunk] = await onceWithin<[Buffer]>(duplex, 'data')
+    expect(chunk.toString()).to.equal('bytes')
+    expect(seen).to.deep.equal(['ping early ping', 'pong early pong', 'warning ERR_TEXT_FRAME'])
   })
 
   it('rejects with ERR_CONNECT_FAILED when the connection is refused', async () => {

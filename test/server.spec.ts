@@ -232,6 +232,38 @@ describe('createServer', () => {
       await iterator.return?.()
     })
 
+    it('emits the events of frames that came with the handshake to the loop that takes it', async () => {
+      const { server } = await unheard()
+      const { port } = server.address() as AddressInfo
+      const seen: string[] = []
+      const got = (async () => {
+        for await (const duplex of server) {
+          duplex.on('error', () => {}) // the cleanup resets the raw client
+          duplex.events.on('ping', (data) => seen.push(`ping ${Buffer.from(data).toString()}`))
+          duplex.events.on('pong', (data) => seen.push(`pong ${Buffer.from(data).toString()}`))
+          const [chunk] = await onceWithin<[Buffer]>(duplex, 'data')
+          return chunk.toString()
+        }
+        return undefined
+      })()
+      // The request and the first frames in one TCP write: RFC 6455 §4.1 tells a client to wait
+      // for the 101, but ws reads what an eager one sent along with the handshake.
+      const socket = netConnect(port, '127.0.0.1')
+      cleanup.add(() => {
+        socket.destroy()
+      })
+      socket.write(
+        Buffer.concat([
+          Buffer.from(upgradeRequest(port), 'latin1'),
+          encodeFrame({ opcode: Opcode.Ping, payload: Buffer.from('early ping'), mask: true }),
+          encodeFrame({ opcode: Opcode.Pong, payload: Buffer.from('early pong'), mask: true }),
+          encodeFrame({ opcode: Opcode.Binary, payload: Buffer.from('bytes'), mask: true })
+        ])
+      )
+      expect(await withTimeout(got, 3000, 'the loop to read the bytes')).to.equal('bytes')
+      expect(seen).to.deep.equal(['ping early ping', 'pong early pong'])
+    })
+
     it('hands each connection to one of several loops', async () => {
       const { server, url } = await unheard()
       const taken: WsDuplex[][] = [[], []]
