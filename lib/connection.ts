@@ -263,13 +263,20 @@ export class Connection {
 
   #frameSent(error: Error | null | undefined): void {
     if (error) {
-      if (this.#closeInfo === undefined) {
-        const code = this.#seam.state === 'open' ? 'ERR_SEND_FAILED' : 'ERR_STREAM_CLOSED'
+      if (this.#closeInfo !== undefined || this.#fatal !== undefined) return
+      if (this.#released !== undefined) return
+      if (this.#seam.state === 'open') {
         this.fail(
-          new WsDuplexError(code, 'A frame could not be sent', { cause: error }),
+          new WsDuplexError('ERR_SEND_FAILED', 'A frame could not be sent', { cause: error }),
           'terminate'
         )
+        return
       }
+      // Refused because the connection is closing (the peer's close frame came, or TCP is
+      // going): how it ends (the peer's 1011, a reset) says more than "closed", as for a
+      // write refused after the close started.
+      this.#writeRefused = true
+      if (this.#closeTimer === undefined) this.#awaitEnding()
       return
     }
     this.#flushedSinceCheck = true

@@ -992,6 +992,37 @@ describe('WsDuplex', () => {
       expect(await errored).to.equal(error)
     })
 
+    for (const [closeCode, code] of [
+      [1000, 'ERR_STREAM_CLOSED'],
+      [1011, 'ERR_PEER_CLOSED_WITH_ERROR']
+    ] as const) {
+      it(`a peer's ${closeCode} while frames wait behind backpressure is ${code} with closeCode ${closeCode}`, async () => {
+        const { duplex, peer } = await rawPair()
+        duplex.resume()
+        const errored = streamError(duplex)
+        peer.pause()
+        const chunk = patternBytes(65536)
+        let written = 0
+        for (let i = 0; i < 256; i++) {
+          duplex.write(chunk, () => {
+            written++
+          })
+        }
+        // Frames wait in our queue and the socket's: they are sent once the peer reads again,
+        // after ws has read the peer's close frame, so ws refuses them.
+        const { stalled, stop } = whenStalled(() => written, 100)
+        cleanup.add(stop)
+        await withTimeout(stalled, 3000, 'the writer to stall')
+        peer.sendClose(closeCode)
+        // ws has read it (it has no event for that before TCP ends): it is closing.
+        await until(() => duplex.socket.readyState === duplex.socket.CLOSING, 'ws to read it', 3000)
+        peer.reset()
+        const error = await withTimeout(errored, 3000, 'the stream error')
+        expect(error).to.include({ code, closeCode })
+        expect(duplex.closeInfo).to.include({ code: closeCode, wasClean: false })
+      })
+    }
+
     it('fails a write() in between with the 1011, not just "closed"', async () => {
       const { duplex, peer } = await peerClosedWith1011()
       const errored = streamError(duplex)
