@@ -86,7 +86,16 @@ export class KeepAlive {
     this.#pingSentAt = now
     this.#waitingSince = now
     this.#hooks.sendPing()
-    this.#rearm(this.#onPingDeadline, this.#options.timeout)
+    this.#awaitPong()
+  }
+
+  /**
+   * Looks for the pong by the deadline, or by the next idle check if that comes first: a pong
+   * does not call us, and a timeout longer than the interval must not delay the next ping.
+   */
+  #awaitPong(): void {
+    const { interval, timeout } = this.#options
+    this.#rearm(this.#onPingDeadline, Math.min(interval, timeout))
   }
 
   readonly #onPingDeadline = (): void => {
@@ -95,10 +104,15 @@ export class KeepAlive {
       this.#checkAgain(now)
       return
     }
+    const left = this.#waitingSince + this.#options.timeout - now
+    if (left > 1) {
+      this.#rearm(this.#onPingDeadline, Math.ceil(left))
+      return
+    }
     // The pong may be queued behind our own bytes, which the peer keeps taking: wait on.
     if (this.#lastDrainAt >= this.#waitingSince) {
       this.#waitingSince = now
-      this.#rearm(this.#onPingDeadline, this.#options.timeout)
+      this.#awaitPong()
       return
     }
     this.stop()

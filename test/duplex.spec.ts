@@ -1221,6 +1221,24 @@ describe('WsDuplex', () => {
       expect(silence).to.be.below(interval * 1.75)
     })
 
+    it('pings again an interval after the pong, even with a timeout longer than the interval', async () => {
+      const interval = 200
+      const timeout = 3000
+      const { duplex, peer } = await rawPair({ keepAlive: { interval, timeout } })
+      duplex.resume()
+      duplex.on('error', () => {})
+      const first = await peer.nextFrame(3000)
+      expect(first.opcode).to.equal(Opcode.Ping)
+      const answeredAt = performance.now()
+      peer.sendPong(first.payload)
+      const second = await peer.nextFrame(timeout + 1000)
+      const silence = performance.now() - answeredAt
+      expect(second.opcode).to.equal(Opcode.Ping)
+      expect(silence).to.be.at.least(interval - 5)
+      // Waiting out the first ping's timeout before the next idle check would take `timeout`.
+      expect(silence).to.be.below(timeout / 2)
+    })
+
     it('counts our frames the socket takes as life: a slow, steady reader is not cut off', async () => {
       // The socket takes our writes only when the kernel frees half its send buffer (up to
       // 2 MiB on loopback): at this pace about every 80 ms, slower on a loaded machine. The
