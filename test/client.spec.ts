@@ -303,6 +303,14 @@ describe('connect', () => {
       expect((await nextSocket()).protocol).to.equal('beta')
     })
 
+    it('rejects with ERR_CONNECT_FAILED when the server chooses none of them', async () => {
+      // RFC 6455 §4.1 would let it open with no subprotocol; ws and the WHATWG standard fail it.
+      const raw = await rawServer()
+      const error = await rejectionOf(connect(raw.url, { protocols: ['alpha'] }))
+      expect(error).to.include({ code: 'ERR_CONNECT_FAILED' })
+      expect(error.message).to.match(/no subprotocol/)
+    })
+
     for (const protocols of ['a b', ['a', 'a'], [1], '']) {
       it(`rejects ${JSON.stringify(protocols)} with a TypeError naming it`, async () => {
         const error = await rejectionOf(
