@@ -285,6 +285,7 @@ export class Connection {
     this.#face.writable()
     this.#wakeRoomWaiter()
     this.#maybeFinish()
+    if (this.#closeRequest !== undefined) this.#boundFlush()
   }
 
   /** After the write side ended: once every byte is handed to the OS, send our close (§5.5.1). */
@@ -359,6 +360,9 @@ export class Connection {
   #boundFlush(): void {
     if (this.#sentCloseCode !== undefined || this.#closeTimer !== undefined) return
     if (this.#closeInfo !== undefined) return
+    // Still connecting: the handshake has its own bound (handshakeTimeout); the flush is timed
+    // from the open, or a slow handshake would look like a peer that stopped reading.
+    if (!this.#opened) return
     this.#flushedSinceCheck = false
     this.#closeTimer = setTimeout(flushTimerFired, this.#options.closeTimeout, this)
   }
@@ -381,7 +385,7 @@ export class Connection {
       )
     }
     if (this.#seam.state !== 'open' || this.#released !== undefined) {
-      return Promise.reject(closedError())
+      return Promise.reject(closedError(this.lastCloseCode))
     }
     this.#seam.watchControlFrames()
     const payload = data === undefined ? pingPayload(++pingSequence) : data.slice()
@@ -391,7 +395,7 @@ export class Connection {
       this.#seam.ping(payload, (error) => {
         if (!error) return
         this.#pings = this.#pings?.filter((pending) => pending !== ping)
-        reject(closedError())
+        reject(closedError(this.lastCloseCode))
       })
     })
   }
@@ -524,6 +528,12 @@ export class Connection {
   }
 
   #onKeepAliveTimeout(): void {
+    // Closing (maybe a close the peer started, which ws does not report before TCP ends): the
+    // ending is judged by the close handshake and its own bound, not by a missing pong.
+    if (this.#seam.state !== 'open') {
+      if (this.#closeTimer === undefined) this.#awaitEnding()
+      return
+    }
     const ms = this.#options.keepAlive?.timeout ?? 0
     this.fail(
       new WsDuplexError('ERR_KEEPALIVE_TIMEOUT', `No frame arrived within ${ms} ms of a ping`, {
@@ -666,7 +676,8 @@ export class Connection {
   fail(error: WsDuplexError, action: number | 'terminate' | 'none'): void {
     if (this.#fatal !== undefined || this.#released !== undefined) return
     this.#fatal = error
-    this.#events?.emit('warning', error)
+    // 'close' is the last event: an error found after it (a late write) goes to the face alone.
+    if (this.#closeInfo === undefined) this.#events?.emit('warning', error)
     if (typeof action === 'number') this.#startClose(action, '')
     if (action === 'terminate' || (typeof action === 'number' && this.#seam.state !== 'closing')) {
       this.#seam.terminate()

@@ -918,6 +918,36 @@ describe('WsDuplex', () => {
       expect(got.data.toString()).to.equal('early bird')
     })
 
+    it('close() while connecting waits for the open: a slow handshake is no close timeout', async () => {
+      const closeTimeout = 150
+      const raw = await startRawServer({ noUpgradeResponse: true })
+      cleanup.add(() => raw.close())
+      const duplex = new WsDuplex(new WebSocket(raw.url), { closeTimeout })
+      cleanup.add(() => {
+        duplex.destroy()
+      })
+      const errors: Error[] = []
+      duplex.on('error', (error: Error) => errors.push(error))
+      const closed = duplex.close(1000)
+      const peer = await raw.nextPeer()
+      // The server answers the handshake well after closeTimeout (the stimulus, not a settle).
+      const key = headerValue(peer.httpHead, 'sec-websocket-key') ?? ''
+      await new Promise((resolve) => setTimeout(resolve, closeTimeout * 3))
+      peer.writeRaw(
+        Buffer.from(
+          'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+            `Sec-WebSocket-Accept: ${acceptKey(key)}\r\n\r\n`,
+          'latin1'
+        )
+      )
+      const frame = await peer.nextFrame(2000)
+      expect(frame.opcode).to.equal(Opcode.Close)
+      peer.sendClose(1000)
+      peer.end()
+      expect(await withTimeout(closed, 3000, 'close()')).to.include({ code: 1000, wasClean: true })
+      expect(errors).to.deep.equal([])
+    })
+
     it('fails queued writes with the handshake error when the upgrade is refused', async () => {
       const raw = await startRawServer({
         respond: () => 'HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'
@@ -945,6 +975,22 @@ describe('WsDuplex', () => {
       )
       expect(error).to.be.instanceOf(Error)
       expect((error as { code?: string }).code).to.match(/ERR_STREAM_(CLOSED|DESTROYED)/)
+    })
+  })
+
+  describe('events after close', () => {
+    it("emits nothing on events after 'close', though a later write fails", async () => {
+      const { duplex, peer } = await rawPair()
+      const seen: string[] = []
+      duplex.events.on('warning', (error) => seen.push(`warning ${error.code}`))
+      duplex.events.on('close', () => seen.push('close'))
+      duplex.on('error', () => {})
+      // Nothing reads: the stream is not over when the connection is.
+      peer.sendClose(1000)
+      await closeEvent(duplex)
+      const error = await writeOutcome(duplex, Buffer.from('late'))
+      expect(error).to.be.instanceOf(Error)
+      expect(seen).to.deep.equal(['close'])
     })
   })
 
@@ -1221,6 +1267,24 @@ describe('WsDuplex', () => {
       expect(silence).to.be.below(interval * 1.75)
     })
 
+    it('leaves a close the peer started to closeTimeout: its 1000 is a clean end, not a keepalive timeout', async () => {
+      const { duplex, peer } = await halfOpenPair({
+        keepAlive: { interval: 100, timeout: 100 },
+        closeTimeout: 800
+      })
+      const errors: Error[] = []
+      duplex.on('error', (error: Error) => errors.push(error))
+      const ended = onceWithin(duplex, 'end', 3000)
+      duplex.resume()
+      peer.sendClose(1000, 'bye')
+      // ws answers and waits for TCP to end, which this peer never does; nor does it pong.
+      expect((await peer.nextFrame()).opcode).to.equal(Opcode.Close)
+      const [info] = await closeEvent(duplex)
+      await ended
+      expect(errors).to.deep.equal([])
+      expect(info).to.include({ code: 1000, wasClean: true })
+    })
+
     it('pings again an interval after the pong, even with a timeout longer than the interval', async () => {
       const interval = 200
       const timeout = 3000
@@ -1347,6 +1411,18 @@ describe('WsDuplex', () => {
         (e: unknown) => e
       )
       expect(error).to.include({ code: 'ERR_STREAM_CLOSED' })
+    })
+
+    it('rejects with ERR_STREAM_CLOSED and the close code sent once our close has begun', async () => {
+      const { duplex, peer } = await rawPair()
+      duplex.on('error', () => {})
+      void duplex.close(1000).catch(() => {})
+      expect((await peer.nextFrame()).opcode).to.equal(Opcode.Close)
+      const error = await duplex.ping().then(
+        () => undefined,
+        (e: unknown) => e
+      )
+      expect(error).to.include({ code: 'ERR_STREAM_CLOSED', closeCode: 1000 })
     })
   })
 
