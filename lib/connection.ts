@@ -250,6 +250,18 @@ export class Connection {
   }
 
   /**
+   * A sink's chunk after the close started: over, it throws how the connection ended; still
+   * closing, the chunk is refused and `whenRoom()` rejects once the ending is known.
+   */
+  refuseSinkChunk(): false {
+    if (this.#closeInfo !== undefined || this.#fatal !== undefined) {
+      throw this.#fatal ?? closedError(this.lastCloseCode)
+    }
+    this.refuseWrite()
+    return false
+  }
+
+  /**
    * The face's write side ended: flush, send our close frame, then call `callback` once the
    * connection has ended cleanly, or with the error that ended it.
    */

@@ -234,14 +234,7 @@ export class WsDuplex
       write: (chunk) => {
         if (this.destroyed) throw connection.fatal ?? closedError(connection.lastCloseCode)
         if (this.writableEnded) throw connection.fatal ?? closedWhileSinking()
-        if (!connection.acceptsWrites) {
-          if (connection.closeInfo !== undefined || connection.fatal !== undefined) {
-            throw connection.fatal ?? closedError(connection.lastCloseCode)
-          }
-          // Still closing: drained() rejects with how the connection ended.
-          connection.refuseWrite()
-          return false
-        }
+        if (!connection.acceptsWrites) return connection.refuseSinkChunk()
         connection.push(chunk)
         return connection.hasRoom
       },

@@ -197,10 +197,9 @@ export class WsStream implements ItDuplex<
     const connection = this.#connection
     return {
       write: (chunk) => {
-        if (this.#destroyed || !connection.acceptsWrites) {
-          throw connection.fatal ?? closedError(connection.lastCloseCode)
-        }
+        if (this.#destroyed) throw connection.fatal ?? closedError(connection.lastCloseCode)
         if (this.#finished !== undefined) throw connection.fatal ?? closedWhileSinking()
+        if (!connection.acceptsWrites) return connection.refuseSinkChunk()
         connection.push(chunk)
         return connection.hasRoom
       },

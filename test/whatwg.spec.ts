@@ -17,7 +17,7 @@ import {
   type WsDuplexServer
 } from '../lib/index.js'
 import { connect as whatwgConnect } from '../lib/browser.js'
-import { startRawServer } from './helpers/raw-peer.js'
+import { Opcode, startRawServer } from './helpers/raw-peer.js'
 import { Cleanup, patternBytes, startWsServer } from './helpers/servers.js'
 import { collect, onceWithin, withTimeout } from './helpers/wait.js'
 
@@ -320,6 +320,37 @@ describe('WsStream over a WHATWG WebSocket (undici, in Node)', function () {
       // The generator is suspended in an await: its finally runs only if it ever resumes, so
       // what can be checked is that the sink did not wait for it.
       expect(stopped).to.equal(false)
+    })
+
+    it("a sink chunk while the peer's 1011 close is under way fails with that 1011, not a bare 'closed'", async () => {
+      const raw = await startRawServer()
+      cleanup.add(() => raw.close())
+      const socket = undiciSocket(raw.url)
+      const stream = fromWebSocket(socket)
+      void collect(stream.source).catch(() => {})
+      const peer = await raw.nextPeer()
+      peer.sendClose(1011, 'peer broke')
+      // The socket answered our peer's close: it is CLOSING until TCP ends.
+      const answered = peer.nextFrame(3000)
+      let stateAtChunk: number | undefined
+      async function* source(): AsyncGenerator<Uint8Array> {
+        expect((await answered).opcode).to.equal(Opcode.Close)
+        stateAtChunk = socket.readyState
+        // The FIN needs a network read to arrive; the chunk is taken before, in this turn.
+        peer.end()
+        yield new Uint8Array([1, 2, 3])
+      }
+      const error = await withTimeout(
+        stream.sink(source()).then(
+          () => undefined,
+          (e: unknown) => e as WsDuplexError
+        ),
+        5000,
+        'sink()'
+      )
+      expect(stateAtChunk).to.equal(2)
+      expect(error).to.be.instanceOf(WsDuplexError)
+      expect(error).to.include({ code: 'ERR_PEER_CLOSED_WITH_ERROR', closeCode: 1011 })
     })
 
     it('a peer that closes with 1011 is an error, not an EOF, after the bytes before it', async () => {
