@@ -612,7 +612,7 @@ export class Connection {
         new WsDuplexError(
           'ERR_READ_OVERFLOW',
           `The reader fell over ${limit} bytes behind a socket that cannot pause`,
-          { closeCode: this.#seam.wireCloseCode(CloseCode.PolicyViolation) }
+          { closeCode: this.#closeCodeOnWire(CloseCode.PolicyViolation) }
         ),
         CloseCode.PolicyViolation
       )
@@ -661,6 +661,11 @@ export class Connection {
   }
 
   /** Applies the text policy; true when the frame must not be delivered. */
+  /** The code the peer gets for a failure: `intended`, unless our close frame is already out. */
+  #closeCodeOnWire(intended: number): number {
+    return this.#seam.wireCloseCode(this.#sentCloseCode ?? intended)
+  }
+
   #refuseText(data: Uint8Array): boolean {
     const policy = this.#options.text
     if (policy === 'bytes') return false
@@ -672,7 +677,7 @@ export class Connection {
     // RFC 6455 §7.4.1: 1003 says "received a type of data it cannot accept".
     this.fail(
       new WsDuplexError('ERR_TEXT_FRAME', message, {
-        closeCode: this.#seam.wireCloseCode(CloseCode.UnsupportedData)
+        closeCode: this.#closeCodeOnWire(CloseCode.UnsupportedData)
       }),
       CloseCode.UnsupportedData
     )

@@ -215,6 +215,18 @@ describe('WsDuplex', () => {
       expect(warnings.map((w) => w.code)).to.deep.equal(['ERR_TEXT_FRAME'])
     })
 
+    it('a text frame after our close frame errors with the code that went out, not 1003', async () => {
+      const { duplex, peer } = await rawPair()
+      duplex.end()
+      const close = await peer.readUntilClose()
+      expect(close.close?.code).to.equal(1000)
+      // Too late for a 1003: our 1000 is on the wire (RFC 6455 §5.5.1: one close frame each).
+      peer.sendText('not bytes')
+      peer.sendClose(1000)
+      const error = await streamError(duplex)
+      expect(error).to.include({ code: 'ERR_TEXT_FRAME', closeCode: 1000 })
+    })
+
     it("'ignore': warns, drops the frame and goes on", async () => {
       const { duplex, peer } = await rawPair({ text: 'ignore' })
       const warning = onceWithin<[WsDuplexError]>(duplex.events, 'warning')
