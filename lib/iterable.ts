@@ -125,20 +125,10 @@ export class SinkRun {
   }
 
   async #drain(writer: ChunkWriter, source: Source<SinkChunk>): Promise<void> {
-    const iterable = source as Partial<AsyncIterable<unknown> & Iterable<unknown>> | null
     try {
-      const asyncIterator = iterable?.[Symbol.asyncIterator]
-      const syncIterator = iterable?.[Symbol.iterator]
-      if (typeof asyncIterator === 'function') {
-        await this.#drainAsync(writer, asyncIterator.call(iterable))
-      } else if (typeof syncIterator === 'function') {
-        await this.#drainSync(writer, syncIterator.call(iterable))
-      } else {
-        throw this.#sourceFailed(
-          writer,
-          invalidArgType('the source of `sink()` to be an iterable or an async iterable', source)
-        )
-      }
+      const opened = this.#open(writer, source)
+      if (opened.async) await this.#drainAsync(writer, opened.iterator)
+      else await this.#drainSync(writer, opened.iterator)
     } catch (error) {
       // The stream's own error (closed, reset...) is not the source's fault: no abort, which
       // would also skip the wait that lets a reader take the bytes that came before it.
@@ -152,17 +142,46 @@ export class SinkRun {
     if (!this.#stopped) await writer.finish()
   }
 
+  /**
+   * Takes the source's iterator, as `for await` would. Getting it is the source's own code (a
+   * getter, a factory), so its throwing fails the sink like a throwing `next()`.
+   */
+  #open(
+    writer: ChunkWriter,
+    source: Source<SinkChunk>
+  ):
+    | { async: true; iterator: AsyncIterator<unknown> }
+    | { async: false; iterator: Iterator<unknown> } {
+    const iterable = source as Partial<AsyncIterable<unknown> & Iterable<unknown>> | null
+    try {
+      const asyncIterator = iterable?.[Symbol.asyncIterator]
+      if (typeof asyncIterator === 'function') {
+        return { async: true, iterator: asyncIterator.call(iterable) }
+      }
+      const syncIterator = iterable?.[Symbol.iterator]
+      if (typeof syncIterator === 'function') {
+        return { async: false, iterator: syncIterator.call(iterable) }
+      }
+    } catch (error) {
+      throw this.#sourceFailed(writer, error, true)
+    }
+    throw this.#sourceFailed(
+      writer,
+      invalidArgType('the source of `sink()` to be an iterable or an async iterable', source)
+    )
+  }
+
   async #drainAsync(writer: ChunkWriter, iterator: AsyncIterator<unknown>): Promise<void> {
     this.#iterator = iterator
     for (;;) {
-      let result: IteratorResult<unknown>
+      let done: boolean | undefined
+      let chunk: unknown
       try {
-        result = await iterator.next()
+        ;({ done, value: chunk } = resultOf(await iterator.next()))
       } catch (error) {
         throw this.#sourceFailed(writer, error, true)
       }
-      if (this.#stopped || result.done === true) return
-      const chunk: unknown = result.value
+      if (this.#stopped || done === true) return
       // The common chunk inline: an async call per chunk would cost a promise and a turn.
       if (!(chunk instanceof Uint8Array)) await this.#writeOther(writer, chunk)
       else if (!writer.write(chunk)) await writer.drained()
@@ -178,10 +197,9 @@ export class SinkRun {
   async #drainSync(writer: ChunkWriter, iterator: Iterator<unknown>): Promise<void> {
     this.#iterator = iterator
     for (;;) {
-      let result: IteratorResult<unknown>
       let chunk: unknown
       try {
-        result = iterator.next()
+        const result = resultOf(iterator.next())
         if (result.done === true) return
         chunk = result.value
         if (!(chunk instanceof Uint8Array) && isThenable(chunk)) chunk = await chunk
@@ -232,9 +250,18 @@ export class SinkRun {
   }
 }
 
+/**
+ * The typed arrays' own `Symbol.toStringTag` getter reads the internal [[TypedArrayName]] slot,
+ * which holds across realms and cannot be faked by an object that only claims the tag.
+ */
+const typedArrayName = Object.getOwnPropertyDescriptor(
+  Object.getPrototypeOf(Uint8Array.prototype) as object,
+  Symbol.toStringTag
+)?.get
+
 /** A Uint8Array from another realm (a vm context, a Jest environment) fails `instanceof`. */
 function isForeignBytes(value: unknown): value is Uint8Array {
-  return Object.prototype.toString.call(value) === '[object Uint8Array]'
+  return typedArrayName?.call(value) === 'Uint8Array'
 }
 
 /**
@@ -257,6 +284,12 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
     value !== null &&
     typeof (value as { then?: unknown }).then === 'function'
   )
+}
+
+/** What `for await` checks of each `next()` result: it must be an object. */
+function resultOf(result: unknown): IteratorResult<unknown> {
+  if (typeof result === 'object' && result !== null) return result as IteratorResult<unknown>
+  throw invalidArgType("each result of the `sink()` source's next() to be an object", result)
 }
 
 /** Named like Node's own error for a bad `write()` chunk; the message shows no payload. */
@@ -298,9 +331,13 @@ export class SourceQueue implements AsyncIterator<Uint8Array>, AsyncIterable<Uin
   #queuedBytes = 0
   #ended = false
   #error: Error | undefined
-  #waiter:
-    | { resolve: (result: IteratorResult<Uint8Array>) => void; reject: (error: Error) => void }
-    | undefined
+  /** The oldest next() still waiting for a frame; an empty queue is the only time one waits. */
+  #waiter: Waiter | undefined
+  /**
+   * Later calls made before the first one settled, oldest first: each gets the next frame in
+   * turn, as an async generator's queued calls do. Rare, so kept apart from the common path.
+   */
+  #laterWaiters: Waiter[] | undefined
   #iterated = false
   /** The consumer let go (`return()` or `throw()`): like a finished generator, it is done. */
   #released = false
@@ -330,7 +367,7 @@ export class SourceQueue implements AsyncIterator<Uint8Array>, AsyncIterable<Uin
     if (this.#released) return true
     const waiter = this.#waiter
     if (waiter !== undefined) {
-      this.#waiter = undefined
+      this.#waiter = this.#laterWaiters?.shift()
       waiter.resolve({ value: chunk, done: false })
       return true
     }
@@ -342,14 +379,14 @@ export class SourceQueue implements AsyncIterator<Uint8Array>, AsyncIterable<Uin
   /** A clean end: the consumer gets every queued frame, then `done`. */
   end(): void {
     this.#ended = true
-    this.#settleWaiter()
+    this.#settleWaiters()
   }
 
   /** A fatal error: thrown once the queued frames are consumed (a clean end already seen wins). */
   fail(error: Error): void {
     if (this.#ended) return
     this.#error ??= error
-    this.#settleWaiter()
+    this.#settleWaiters()
   }
 
   next(): Promise<IteratorResult<Uint8Array>> {
@@ -370,7 +407,8 @@ export class SourceQueue implements AsyncIterator<Uint8Array>, AsyncIterable<Uin
     if (this.#error !== undefined) return Promise.reject(this.#error)
     if (this.#ended) return Promise.resolve({ value: undefined, done: true })
     return new Promise((resolve, reject) => {
-      this.#waiter = { resolve, reject }
+      if (this.#waiter === undefined) this.#waiter = { resolve, reject }
+      else (this.#laterWaiters ??= []).push({ resolve, reject })
     })
   }
 
@@ -410,9 +448,7 @@ export class SourceQueue implements AsyncIterator<Uint8Array>, AsyncIterable<Uin
     this.#chunks = []
     this.#head = 0
     this.#queuedBytes = 0
-    const waiter = this.#waiter
-    this.#waiter = undefined
-    waiter?.resolve({ value: undefined, done: true })
+    for (const waiter of this.#takeWaiters()) waiter.resolve({ value: undefined, done: true })
     this.#drained()
     return live
   }
@@ -432,13 +468,28 @@ export class SourceQueue implements AsyncIterator<Uint8Array>, AsyncIterable<Uin
     return iterator
   }
 
-  #settleWaiter(): void {
-    const waiter = this.#waiter
-    if (waiter === undefined) return
-    this.#waiter = undefined
-    if (this.#error !== undefined) waiter.reject(this.#error)
-    else waiter.resolve({ value: undefined, done: true })
+  /** Every waiting next() gets what a call made now would: the error, or `done`. */
+  #settleWaiters(): void {
+    const error = this.#error
+    for (const waiter of this.#takeWaiters()) {
+      if (error !== undefined) waiter.reject(error)
+      else waiter.resolve({ value: undefined, done: true })
+    }
   }
+
+  #takeWaiters(): Waiter[] {
+    const first = this.#waiter
+    if (first === undefined) return []
+    const waiters = [first, ...(this.#laterWaiters ?? [])]
+    this.#waiter = undefined
+    this.#laterWaiters = undefined
+    return waiters
+  }
+}
+
+interface Waiter {
+  resolve: (result: IteratorResult<Uint8Array>) => void
+  reject: (error: Error) => void
 }
 
 const EMPTY = new Uint8Array(0)

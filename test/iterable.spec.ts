@@ -238,6 +238,52 @@ describe('WsDuplex source / sink', () => {
       }
     })
 
+    it('fails like a throwing source when taking its iterator throws, or next() gives a non-object', async () => {
+      const raw = await startRawServer()
+      cleanup.add(() => raw.close())
+      const failure = new Error('iterator factory broke')
+      const sources: [unknown, (error: unknown) => void][] = [
+        [
+          {
+            [Symbol.asyncIterator]() {
+              throw failure
+            }
+          },
+          (error) => expect(error).to.equal(failure)
+        ],
+        [
+          {
+            get [Symbol.iterator]() {
+              throw failure
+            }
+          },
+          (error) => expect(error).to.equal(failure)
+        ],
+        [
+          { [Symbol.asyncIterator]: () => ({ next: () => Promise.resolve(null) }) },
+          (error) => expectInvalidArgType(error, 'null')
+        ],
+        [
+          { [Symbol.iterator]: () => ({ next: () => 42 }) },
+          (error) => expectInvalidArgType(error, 'type number')
+        ]
+      ]
+      for (const [index, [source, check]] of sources.entries()) {
+        const duplex = await openDuplex(cleanup, raw.url)
+        const peer = await raw.nextPeer()
+        check(await sinkRejection(duplex, source))
+        // Torn down, as for a throwing next(): not left open with its write face taken.
+        expect((await peer.readUntilClose()).close?.code, `source ${index}`).to.equal(1011)
+      }
+    })
+
+    it('refuses a chunk that only claims to be a Uint8Array (Symbol.toStringTag)', async () => {
+      const { duplex, peer } = await openRawPair(cleanup)
+      const impostor = { [Symbol.toStringTag]: 'Uint8Array' }
+      expectInvalidArgType(await sinkRejection(duplex, [impostor]), 'an instance of Object')
+      expect((await peer.readUntilClose()).close?.code).to.equal(1011)
+    })
+
     it('rejects when the source throws, with nobody listening for error', async () => {
       const { duplex, peer } = await openRawPair(cleanup)
       const failure = new Error('source broke')
@@ -332,6 +378,36 @@ describe('WsDuplex source / sink', () => {
       expect(await withTimeout(pending, 2000, 'the pending next()')).to.include({ done: true })
       expect(await iterator.next()).to.include({ done: true })
       expect((await peer.readUntilClose()).close?.code).to.equal(1000)
+    })
+
+    it('answers overlapping next() calls in order, as an async generator does', async () => {
+      const { duplex, peer } = await openRawPair(cleanup)
+      const iterator = duplex.source[Symbol.asyncIterator]()
+      const calls = [iterator.next(), iterator.next(), iterator.next(), iterator.next()]
+      peer.sendBinary(Buffer.from('one'))
+      peer.sendBinary(Buffer.from('two'))
+      peer.sendBinary(Buffer.from('three'))
+      peer.sendClose(1000)
+      const results = await withTimeout(Promise.all(calls), 2000, 'every next()')
+      expect(
+        results.map((r) => (r.done === true ? 'done' : Buffer.from(r.value).toString()))
+      ).to.deep.equal(['one', 'two', 'three', 'done'])
+    })
+
+    it('rejects every overlapping next() with the error that ends the stream', async () => {
+      const { duplex, peer } = await openRawPair(cleanup)
+      duplex.on('error', () => {})
+      const iterator = duplex.source[Symbol.asyncIterator]()
+      const calls = [iterator.next(), iterator.next()].map((call) =>
+        call.then(
+          () => undefined,
+          (e: unknown) => e
+        )
+      )
+      peer.sendClose(1011)
+      for (const error of await withTimeout(Promise.all(calls), 2000, 'both next() calls')) {
+        expect(error).to.include({ code: 'ERR_PEER_CLOSED_WITH_ERROR', closeCode: 1011 })
+      }
     })
 
     it('throw() closes the iterator like a generator: later calls are done; the peer gets 1011', async () => {
