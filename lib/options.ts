@@ -219,9 +219,13 @@ export function stringsOption(name: string, value: unknown): readonly string[] |
 /** `perMessageDeflate`: false unless asked for; `true` or ws's options object turn it on. */
 export function deflateOption<T extends object>(value: boolean | T | undefined): boolean | T {
   if (value === undefined) return false
-  if (typeof value !== 'boolean' && (typeof value !== 'object' || value === null)) {
+  // ws reads any object, an array too, as its options: `[]` would turn compression on.
+  if (
+    typeof value !== 'boolean' &&
+    (typeof value !== 'object' || value === null || Array.isArray(value))
+  ) {
     throw new TypeError(
-      `Expected \`perMessageDeflate\` to be a boolean or an object, got ${describe(value)}`
+      `Expected \`perMessageDeflate\` to be a boolean or an options object, got ${describe(value)}`
     )
   }
   return value
@@ -253,6 +257,12 @@ export function signalOption(value: unknown): AbortSignal | undefined {
 function keepAliveOption(value: unknown): NormalizedKeepAlive | undefined {
   if (value === undefined || value === false) return undefined
   const given = value === true ? {} : objectOption('keepAlive', value)
+  // A misspelt timing (`intervall`) would otherwise leave the default in force without a word.
+  for (const [name, setting] of Object.entries(given)) {
+    if (setting !== undefined && name !== 'interval' && name !== 'timeout') {
+      throw new TypeError(`Unknown option \`keepAlive.${name}\`: expected interval or timeout`)
+    }
+  }
   return Object.freeze({
     interval: timeoutOption('keepAlive.interval', given.interval, DEFAULTS.keepAliveInterval),
     timeout: timeoutOption('keepAlive.timeout', given.timeout, DEFAULTS.keepAliveTimeout)

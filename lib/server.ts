@@ -147,6 +147,7 @@ export class WsDuplexServer extends EventEmitter<WsDuplexServerEvents> {
     this.#wss = wss
     this.#options = options
     http.on('upgrade', this.#onUpgrade)
+    if (!ownsHttp) attachedServers(http).add(this)
     // An attached server's errors are its owner's to handle, on the server they listen to.
     if (ownsHttp) http.on('error', this.#onHttpError)
   }
@@ -171,6 +172,7 @@ export class WsDuplexServer extends EventEmitter<WsDuplexServerEvents> {
 
   async #shutdown(): Promise<void> {
     this.#http.off('upgrade', this.#onUpgrade)
+    attached.get(this.#http)?.delete(this)
     const stopped = this.#ownsHttp ? closeHttpServer(this.#http) : Promise.resolve()
     // A verifyClient that never settles must not hold the close: these get their 503 now.
     for (const socket of this.#upgrading) refuseUpgrade(socket, 503)
@@ -206,7 +208,39 @@ export class WsDuplexServer extends EventEmitter<WsDuplexServerEvents> {
     this.emit('error', error)
   }
 
+  /**
+   * Whether an upgrade request is for this server: a WebSocket handshake (another protocol's
+   * upgrade, h2c say, is not, and must not reach verifyClient, which may be a costly lookup)
+   * on its `path` (any path without one).
+   */
+  #serves(request: IncomingMessage): boolean {
+    const path = this.#options.path
+    return isWebSocketUpgrade(request) && (path === undefined || pathOf(request.url) === path)
+  }
+
+  /**
+   * An attached server shares its http server's upgrades with the other 'upgrade' listeners:
+   * a request for another path or protocol is theirs (another ws-duplex server's, or the application's
+   * own ws `noServer` handler's), and the socket must be left alone: an HTTP answer written on
+   * a socket someone else upgraded would corrupt its first WebSocket frame. Only when ws-duplex
+   * servers are the only listeners and none serves the request does one of them answer it (404,
+   * or 400 for an upgrade that is not a WebSocket handshake).
+   */
+  #answersUnserved(request: IncomingMessage): boolean {
+    if (this.#ownsHttp) return true
+    const servers = attached.get(this.#http)
+    if (servers === undefined || this.#http.listenerCount('upgrade') > servers.size) return false
+    for (const server of servers) if (server.#serves(request)) return false
+    return servers.values().next().value === this
+  }
+
   readonly #onUpgrade = (request: IncomingMessage, socket: NodeDuplex, head: Buffer): void => {
+    if (!this.#serves(request)) {
+      if (!this.#answersUnserved(request)) return
+      socket.on('error', ignoreSocketError)
+      refuseUpgrade(socket, isWebSocketUpgrade(request) ? 404 : 400)
+      return
+    }
     socket.on('error', ignoreSocketError)
     // A verifyClient or handleProtocols that throws (or rejects) is the server's fault: 500.
     this.#admit(request, socket, head).catch((error: unknown) => {
@@ -220,10 +254,6 @@ export class WsDuplexServer extends EventEmitter<WsDuplexServerEvents> {
 
   async #admit(request: IncomingMessage, socket: NodeDuplex, head: Buffer): Promise<void> {
     const options = this.#options
-    if (options.path !== undefined && pathOf(request.url) !== options.path) {
-      refuseUpgrade(socket, 404)
-      return
-    }
     const origin = request.headers.origin
     if (
       origin !== undefined &&
@@ -305,6 +335,15 @@ export class WsDuplexServer extends EventEmitter<WsDuplexServerEvents> {
   }
 }
 
+/** The ws-duplex servers attached to each http server, in the order they were attached. */
+const attached = new WeakMap<Server | HttpsServer, Set<WsDuplexServer>>()
+
+function attachedServers(http: Server | HttpsServer): Set<WsDuplexServer> {
+  let servers = attached.get(http)
+  if (servers === undefined) attached.set(http, (servers = new Set()))
+  return servers
+}
+
 /** Every createServer() option but the WsDuplex ones (which splitDuplexOptions takes first). */
 const SERVER_OPTION_NAMES: ReadonlySet<string> = new Set([
   'port',
@@ -341,9 +380,13 @@ export async function createServer(
   if (onConnection !== undefined && typeof onConnection !== 'function') {
     throw new TypeError('Expected `onConnection` to be a function')
   }
-  if (given.path !== undefined && (typeof given.path !== 'string' || !given.path.startsWith('/'))) {
+  // Requests are matched on their path alone (the query is ignored), so a `?` could never match.
+  if (
+    given.path !== undefined &&
+    (typeof given.path !== 'string' || !given.path.startsWith('/') || /[?#]/.test(given.path))
+  ) {
     throw new TypeError(
-      `Expected \`path\` to be a string starting with /, got \`${String(given.path)}\``
+      `Expected \`path\` to be a string starting with / and without ? or #, got \`${String(given.path)}\``
     )
   }
   const verifyClient = functionOption('verifyClient', given.verifyClient)
@@ -496,6 +539,11 @@ function refusalOf(verdict: unknown): { status: number; message?: string } | und
 /** http and https servers are both net servers (https's is a tls.Server with http's methods). */
 function isHttpServer(value: unknown): value is Server | HttpsServer {
   return value instanceof NetServer && typeof (value as Partial<Server>).setTimeout === 'function'
+}
+
+/** RFC 6455 §4.2.1: a GET with `Upgrade: websocket` (ws checks the rest of the handshake). */
+function isWebSocketUpgrade(request: IncomingMessage): boolean {
+  return request.method === 'GET' && request.headers.upgrade?.toLowerCase() === 'websocket'
 }
 
 function pathOf(url: string | undefined): string {

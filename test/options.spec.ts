@@ -98,6 +98,20 @@ describe('normalizeOptions', () => {
       })
     })
 
+    it('rejects a key it does not know (a misspelt interval) with a TypeError naming it', () => {
+      for (const key of ['intervall', 'Interval', 'timeOut']) {
+        expect(() => normalizeOptions({ keepAlive: { [key]: 5000 } }), key)
+          .to.throw(TypeError)
+          .with.property('message')
+          .that.includes(`\`keepAlive.${key}\``)
+      }
+      // As for the top-level options, a key given as undefined is no mistake.
+      expect(normalizeOptions({ keepAlive: { extra: undefined } }).keepAlive).to.deep.equal({
+        interval: 30000,
+        timeout: 10000
+      })
+    })
+
     it('returns a new frozen object, leaving the one given untouched', () => {
       const keepAlive = { interval: 1000 }
       const normalized = normalizeOptions({ keepAlive }).keepAlive

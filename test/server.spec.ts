@@ -5,7 +5,9 @@ import {
   type Server
 } from 'node:http'
 import { connect as netConnect, type AddressInfo, type Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { expect } from 'chai'
+import { WebSocketServer } from 'ws'
 import {
   connect,
   createServer,
@@ -386,6 +388,21 @@ describe('createServer', () => {
       expect(error).to.include({ code: 'ERR_HANDSHAKE_REJECTED', status: 500 })
     })
 
+    it('answers an upgrade to another protocol (h2c) with 400, without calling verifyClient', async () => {
+      let calls = 0
+      const { url } = await start({
+        verifyClient: () => {
+          calls++
+          return true
+        }
+      })
+      const port = Number(new URL(url).port)
+      const request = upgradeRequest(port).replace('Upgrade: websocket', 'Upgrade: h2c')
+      const { response } = await tcpExchange(port, Buffer.from(request), { fin: false })
+      expect(response.toString('latin1')).to.match(/^HTTP\/1\.1 400 /)
+      expect(calls).to.equal(0)
+    })
+
     it("names verifyClient in the 500's body only when it is what threw", async () => {
       const bodyOf = async (options: ServerOptions): Promise<string> => {
         const { url } = await start(options)
@@ -456,6 +473,11 @@ describe('createServer', () => {
       ['allowedOrigins', { allowedOrigins: [1] }],
       ['handleProtocols', { handleProtocols: 5 }],
       ['perMessageDeflate', { perMessageDeflate: 'yes' }],
+      // ws would read an array as its options object: compression on.
+      ['perMessageDeflate', { perMessageDeflate: [] }],
+      // Requests match on their path alone, so a query could never match.
+      ['path', { path: '/chat?room=1' }],
+      ['keepAlive.intervall', { keepAlive: { intervall: 5000 } }],
       ['server', { server: 5 }],
       ['verifyClient', { verifyClient: 'yes' }]
     ]
@@ -745,6 +767,56 @@ describe('createServer', () => {
       expect(response.status).to.equal(200)
       expect(response.body).to.equal('plain http')
     })
+
+    it('shares one http server between servers on different paths; a path none serves gets 404', async () => {
+      const { http, base } = await startHttp()
+      const paths = ['/a', '/b']
+      for (const path of paths) {
+        const server = await createServer({ server: http, path }, (duplex) => {
+          duplex.end(Buffer.from(`served ${path}`))
+        })
+        cleanup.add(() => server.close())
+      }
+      for (const path of paths) {
+        const client = await open(`ws://${base}${path}`)
+        expect((await collect(client)).toString()).to.equal(`served ${path}`)
+      }
+      expect(await refusal(`ws://${base}/c`)).to.include({ status: 404 })
+    })
+
+    for (const order of ['before', 'after'] as const) {
+      it(`leaves other paths to the application's own upgrade handler registered ${order} it`, async () => {
+        const { http, base } = await startHttp()
+        const own = new WebSocketServer({ noServer: true })
+        cleanup.add(() => own.close())
+        const ownHandler = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
+          if (request.url !== '/other') return
+          own.handleUpgrade(request, socket, head, (ws) => {
+            // Open until the client answers: bytes written after the 101 reach it meanwhile.
+            ws.once('message', () => ws.close(1000))
+            ws.send(Buffer.from('from the app'))
+          })
+        }
+        if (order === 'before') http.on('upgrade', ownHandler)
+        const server = await createServer({ server: http, path: '/stream' })
+        cleanup.add(() => server.close())
+        if (order === 'after') http.on('upgrade', ownHandler)
+
+        // Before, ws-duplex's 404 was written onto the socket the app had upgraded (or the
+        // app got a dead socket): the client saw a corrupt frame or an HTTP error.
+        const client = await open(`ws://${base}/other`)
+        const [greeting] = await onceWithin<[Buffer]>(client, 'data')
+        expect(greeting.toString()).to.equal('from the app')
+        client.write(Buffer.from('thanks'))
+        expect((await collect(client)).length).to.equal(0)
+        expect(client.closeInfo).to.deep.include({ code: 1000, wasClean: true })
+        const accepted = onceWithin<[WsDuplex]>(server, 'connection')
+        const ours = await open(`ws://${base}/stream`)
+        const [serverSide] = await accepted
+        serverSide.end(Buffer.from('from ws-duplex'))
+        expect((await collect(ours)).toString()).to.equal('from ws-duplex')
+      })
+    }
 
     it("leaves the attached server's errors to its own listeners", async () => {
       const { base } = await startHttp()
