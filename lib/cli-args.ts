@@ -37,7 +37,8 @@ Options:
       --protocol <name>        offer this subprotocol (repeatable); a listening side accepts
                                the first one the client also offers
   -o, --origin <origin>        connecting: send this Origin; listening: allow only these
-                               origins, others get HTTP 403 (repeatable)
+                               origins, others get HTTP 403 (repeatable; a client that
+                               sends no Origin, which only browsers must, is allowed)
       --ca <file>              trust the CA certificates in this PEM file (wss://)
   -k, --insecure               do not verify the server's TLS certificate (wss://)
       --keepalive <ms>         ping after <ms> without a frame; fail (exit 1) if nothing
@@ -399,9 +400,12 @@ function protocolOptions(given: string[]): string[] {
   return given
 }
 
+/** An origin is ASCII (RFC 6454 §6.2: an international host goes in its punycode form). */
 function originOption(value: string): string {
-  if (value === '' || /[\r\n\0]/.test(value)) {
-    throw new UsageError(`--origin expects an origin such as https://app.example, got '${value}'`)
+  if (!/^[\x21-\x7e]+$/.test(value)) {
+    throw new UsageError(
+      `--origin expects an ASCII origin such as https://app.example (punycode for an international name), got '${value}'`
+    )
   }
   return value
 }

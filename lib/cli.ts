@@ -81,6 +81,10 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
   }
 }
 
+function usageLine(error: UsageError): string {
+  return `ws-duplex: ${oneLine(error.message)} (ERR_USAGE); see ws-duplex --help\n`
+}
+
 async function runCommandLine(argv: readonly string[], io: CliIo): Promise<number> {
   let command: Command
   try {
@@ -90,7 +94,7 @@ async function runCommandLine(argv: readonly string[], io: CliIo): Promise<numbe
       io.stderr.write(`ws-duplex: ${describe(error)}\n`)
       return ExitCode.Abnormal
     }
-    io.stderr.write(`ws-duplex: ${oneLine(error.message)} (ERR_USAGE); see ws-duplex --help\n`)
+    io.stderr.write(usageLine(error))
     return ExitCode.Usage
   }
   if (command.kind === 'help') return printOut(io, USAGE)
@@ -108,9 +112,13 @@ async function runCommandLine(argv: readonly string[], io: CliIo): Promise<numbe
         return await runBridgeTcpToWs(command.listen, command.target, command.options, io, report)
     }
   } catch (error) {
-    const code = error instanceof UsageError ? ExitCode.Usage : ExitCode.Abnormal
+    // A value found wrong only now (an unreadable --ca file) reads like one found in parsing.
+    if (error instanceof UsageError) {
+      io.stderr.write(usageLine(error))
+      return ExitCode.Usage
+    }
     report.error(undefined, error)
-    return code
+    return ExitCode.Abnormal
   } finally {
     report.stopProgress()
   }

@@ -460,7 +460,14 @@ describe('ws-duplex CLI', () => {
       [['bridge', 'tcp://127.0.0.1:0?x=1', 'ws://127.0.0.1:1/'], /expected tcp:\/\/host:port/],
       [['listen', '0', '--exec', '--echo'], /--exec needs a value; .* as --exec=<value> /],
       [['listen', '0', '-e', '--echo'], /-e needs a value; .* as --exec=<value> /],
-      [['bridge', 'ws://127.0.0.1:0', 'tcp://127.0.0.1:22', '--insecure'], /--insecure/]
+      [['bridge', 'ws://127.0.0.1:0', 'tcp://127.0.0.1:22', '--insecure'], /--insecure/],
+      // Not ASCII: Node would refuse the header only when connecting (each bridged client).
+      [['connect', '-o', 'https://例え.jp', 'ws://127.0.0.1:1/'], /--origin expects an ASCII/],
+      [
+        ['bridge', 'tcp://127.0.0.1:0', 'ws://127.0.0.1:1/', '-o', 'https://例え.jp'],
+        /--origin expects an ASCII/
+      ],
+      [['listen', '0', '--origin', 'https://a .example'], /--origin expects an ASCII/]
     ]
     for (const [argv, message] of mistakes) {
       it(`exits with 2 and one line for: ${JSON.stringify(argv)}`, async () => {
@@ -469,7 +476,7 @@ describe('ws-duplex CLI', () => {
         expect(run.stderr.text.split('\n')).to.have.length(2)
         expect(run.stderr.text)
           .to.match(message)
-          .and.match(/\(ERR_USAGE\)/)
+          .and.match(/\(ERR_USAGE\); see ws-duplex --help\n$/)
         expect(run.stdout.text).to.equal('')
       })
     }
