@@ -73,8 +73,10 @@ Exit status:
   2    usage: unknown command or option, bad URL, address or value
   3    could not connect or listen: refused, unreachable, DNS, TLS failure, handshake
        rejected (HTTP status) or timed out, address in use
-  130  interrupted by SIGINT (143: SIGTERM, 129: SIGHUP) after closing connections
-       with 1001; a second signal exits at once
+  130  interrupted by SIGINT (143: SIGTERM, 129: SIGHUP) after closing connections:
+       with 1001 where everything we had to send was sent (connect after stdin's end),
+       else with 1011, so that the peer never takes a cut transfer for a complete one;
+       a second signal exits at once
   Servers (listen --echo, listen --exec, bridge) run until interrupted; a failing stderr
   (its reader gone) does not stop them. Errors are one line on stderr:
   "ws-duplex: <what>: <message> (<ERR_CODE>[, HTTP <status>][, close code <code>])";

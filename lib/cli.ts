@@ -47,7 +47,8 @@ export interface CliIo {
   /** Turns `--progress` on by default and redraws it in place. @default false */
   stderrIsTTY?: boolean
   /**
-   * Aborting it interrupts: connections close with 1001 and `main()` resolves with 130, or with
+   * Aborting it interrupts: connections close (1001 where everything was sent, else 1011) and
+   * `main()` resolves with 130, or with
    * 143 / 129 when the abort reason is `'SIGTERM'` / `'SIGHUP'`.
    */
   signal?: AbortSignal
@@ -235,9 +236,8 @@ async function stdioSession(
   }
   const onAbort = (): void => {
     stopStdin()
-    if (!ws.destroyed && ws.closeInfo === undefined) {
-      void ws.close(CloseCode.GoingAway, 'interrupted')
-    }
+    if (!ws.destroyed && ws.closeInfo === undefined)
+      void ws.close(interruptCode(stdinEnded), 'interrupted')
   }
   let stdoutError: Error | undefined
   const onStdoutError = (error: Error): void => {
@@ -612,7 +612,7 @@ async function runBridgeTcpToWs(
       }
       live.add(ws)
       ws.once('close', () => live.delete(ws))
-      if (stopping.signal.aborted) void ws.close(CloseCode.GoingAway, 'bridge closing')
+      if (stopping.signal.aborted) void ws.close(interruptCode(false), 'bridge closing')
       return spliceTcp(ws, tcp, undefined, report.progress)
     })
   })
@@ -620,7 +620,7 @@ async function runBridgeTcpToWs(
   await interrupted(io.signal)
   stopping.abort()
   const closed = new Promise<void>((resolve) => server.close(() => resolve()))
-  await Promise.all([...live].map((ws) => ws.close(CloseCode.GoingAway, 'bridge closing')))
+  await Promise.all([...live].map((ws) => ws.close(interruptCode(false), 'bridge closing')))
   for (const socket of sockets) socket.destroy()
   await Promise.all([closed, sessions.settled()])
   return interruptedStatus(io.signal)
@@ -768,7 +768,11 @@ function duplexOptions(options: CommonOptions): WsDuplexOptions {
 /** A WebSocket server and how to stop it. */
 interface WsListener {
   server: WsDuplexServer
-  /** Closes every connection with 1001, then stops listening. */
+  /**
+   * Stops listening, closing what is still open with 1011: each connection's output (an echo,
+   * a command's, a bridge's) is cut mid-way, and its peer must not take the 1001 that
+   * server.close() sends, a clean end, for a complete transfer.
+   */
   close(): Promise<void>
 }
 
@@ -800,7 +804,17 @@ async function startWsServer(
     return undefined
   }
   server.on('error', (error) => report.error('server', error))
-  return { server, close: () => server.close() }
+  return {
+    server,
+    close: async () => {
+      // Each close frame out before server.close() asks the connections for 1001 (a close()
+      // made while a flush is under way changes the code that will go out).
+      await Promise.all(
+        [...server.connections].map((ws) => ws.close(interruptCode(false), 'interrupted'))
+      )
+      await server.close()
+    }
+  }
 }
 
 function listenOn(server: TcpServer, address: HostPort): Promise<void> {
@@ -833,6 +847,16 @@ function firstConnection(
     server.once('connection', onConnection)
     signal?.addEventListener('abort', onAbort, { once: true })
   })
+}
+
+/**
+ * The close code for a connection we are interrupted in. 1001 (going away) ends the peer's
+ * stream cleanly (RFC 6455 §7.4.1; ws-duplex and most readers take it for EOF), which is true
+ * only if everything we had to send was sent; otherwise the transfer is cut, and the peer must
+ * not exit 0 on a truncated file: 1011.
+ */
+function interruptCode(sentEverything: boolean): number {
+  return sentEverything ? CloseCode.GoingAway : CloseCode.InternalError
 }
 
 /** Resolves when `signal` aborts; never without one (servers run until interrupted). */

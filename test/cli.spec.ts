@@ -691,7 +691,7 @@ describe('ws-duplex CLI', () => {
       expect(errorLine(run.stderr)).to.match(/\(ERR_PAYLOAD_TOO_LARGE, close code 1009\)$/)
     })
 
-    it('interrupted: closes with 1001 and exits 130 (143 for SIGTERM)', async () => {
+    it('interrupted while sending: closes with 1011, not a clean 1001, and exits 130 (143 for SIGTERM)', async () => {
       const { url, next } = await wsServer()
       for (const [reason, status] of [
         ['SIGINT', 130],
@@ -706,8 +706,35 @@ describe('ws-duplex CLI', () => {
         await run.stdout.waitFor(/ready/)
         run.interrupt(reason)
         expect(await run.status()).to.equal(status)
-        expect(await closing).to.include({ code: 1001, initiator: 'remote' })
+        // stdin had not ended: what the peer received is cut short.
+        expect(await closing).to.include({ code: 1011, initiator: 'remote' })
       }
+    })
+
+    it('interrupted after stdin ended (--on-eof wait): closes with 1001, everything was sent', async () => {
+      const { url, next } = await wsServer()
+      const run = runMain(['connect', '--on-eof', 'wait', url])
+      const server = await next()
+      const closing = closingOf(server)
+      const received = collect(server)
+      run.stdin.end('all of it')
+      server.write('ready')
+      await run.stdout.waitFor(/ready/)
+      run.interrupt()
+      expect(await run.status()).to.equal(130)
+      expect(await closing).to.include({ code: 1001, initiator: 'remote' })
+      expect((await received).toString()).to.equal('all of it')
+    })
+
+    it("a receiver does not exit 0 on a transfer cut by the sender's interrupt", async () => {
+      const receiver = await startServerMain(['listen', '127.0.0.1:0'])
+      const sender = runMain(['connect', receiver.address])
+      sender.stdin.write(Buffer.alloc(64 * 1024, 'a'))
+      await receiver.run.stdout.waitFor(/a/)
+      sender.interrupt()
+      expect(await sender.status()).to.equal(130)
+      expect(await receiver.run.status()).to.equal(ExitCode.Abnormal)
+      expect(errorLine(receiver.run.stderr)).to.match(/close code 1011\)$/)
     })
 
     describe('TLS', () => {
@@ -845,13 +872,14 @@ describe('ws-duplex CLI', () => {
       expect(run.stderr.text.match(/ closed\n/g)).to.have.length(5)
     })
 
-    it('--echo: an interrupt closes the open connections with 1001', async () => {
+    it('--echo: an interrupt closes the open connections with 1011: their echo is cut', async () => {
       const { run, address } = await startServerMain(['listen', '--echo', '127.0.0.1:0'])
       const client = await connect(address)
+      client.on('error', () => {})
       const closing = closingOf(client)
       client.resume()
       run.interrupt('SIGTERM')
-      expect(await closing).to.include({ code: 1001, initiator: 'remote' })
+      expect(await closing).to.include({ code: 1011, initiator: 'remote' })
       expect(await run.status()).to.equal(143)
     })
 
@@ -911,7 +939,8 @@ describe('ws-duplex CLI', () => {
       run.interrupt()
       expect(await run.status(10_000)).to.equal(ExitCode.Interrupted)
       await until(() => !started.some(alive), 'the command and its child to be gone', 3000, 20)
-      expect(await client.status()).to.equal(0)
+      // The command's output was cut short (1011): the client does not claim it complete.
+      expect(await client.status()).to.equal(ExitCode.Abnormal)
     })
 
     it('--exec: an interrupt also ends what a command left running after it exited', async function () {
@@ -1212,22 +1241,24 @@ describe('ws-duplex CLI', () => {
       expect(await refused.exit()).to.equal(3)
     })
 
-    it('SIGHUP closes the connections with 1001 and exits 129', async () => {
+    it('SIGHUP closes the connections (1011: cut short) and exits 129', async () => {
       const { run, address } = await startServerBin(['listen', '--echo', '127.0.0.1:0'])
       const client = await connect(address)
+      client.on('error', () => {})
       const closing = closingOf(client, 5000)
       run.child.kill('SIGHUP')
-      expect(await closing).to.include({ code: 1001, initiator: 'remote' })
+      expect(await closing).to.include({ code: 1011, initiator: 'remote' })
       expect(await run.exit()).to.equal(ExitCode.HungUp)
     })
 
     it('a second SIGHUP (the kernel after the shell) does not cut the graceful close short', async () => {
       const { run, address } = await startServerBin(['listen', '--echo', '127.0.0.1:0'])
       const client = await connect(address)
+      client.on('error', () => {})
       const closing = closingOf(client, 5000)
       run.child.kill('SIGHUP')
       run.child.kill('SIGHUP')
-      expect(await closing).to.include({ code: 1001, initiator: 'remote' })
+      expect(await closing).to.include({ code: 1011, initiator: 'remote' })
       expect(await run.exit()).to.equal(ExitCode.HungUp)
     })
 
@@ -1242,7 +1273,7 @@ describe('ws-duplex CLI', () => {
       expect(client.stderr.text).to.match(/stdin: EISDIR/)
     })
 
-    it('SIGINT closes with 1001 and exits 130', async () => {
+    it('SIGINT while sending closes with 1011 and exits 130', async () => {
       const { url, next } = await wsServer()
       const client = runBin(['connect', url])
       const server = await next(5000)
@@ -1250,7 +1281,7 @@ describe('ws-duplex CLI', () => {
       server.write('ready')
       await client.stdout.waitFor(/ready/, 5000)
       client.child.kill('SIGINT')
-      expect(await closing).to.include({ code: 1001, initiator: 'remote' })
+      expect(await closing).to.include({ code: 1011, initiator: 'remote' })
       server.resume()
       expect(await client.exit()).to.equal(130)
     })
