@@ -26,7 +26,8 @@ export const USAGE = `Usage:
         (neither)              stdin/stdout, for a single connection, then exit
   ws-duplex bridge ws://host:port[/path] tcp://host:port
       Listen for WebSocket clients and connect each to the TCP address (websockify-
-      compatible: any path unless one is given, the "binary" subprotocol accepted).
+      compatible: any path unless one is given, the "binary" subprotocol accepted),
+      before accepting the client: a target that cannot be reached answers HTTP 502.
   ws-duplex bridge tcp://host:port ws[s]://host[:port]/path
       Listen on TCP and connect each client to the WebSocket URL.
   Bridges carry any number of connections, each on its own: a TCP FIN becomes a close

@@ -4,6 +4,7 @@
  * it with PassThrough streams; bin.ts only hands it the process's own.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import type { IncomingMessage } from 'node:http'
@@ -32,7 +33,13 @@ import { connect, type ConnectOptions } from './client.js'
 import type { WsDuplex } from './duplex.js'
 import { WsDuplexError } from './errors.js'
 import { DEFAULTS, type WsDuplexOptions } from './options.js'
-import { createServer, type ServerOptions, type WsDuplexServer } from './server.js'
+import {
+  createServer,
+  type ServerOptions,
+  type VerifyClientInfo,
+  type VerifyClientResult,
+  type WsDuplexServer
+} from './server.js'
 
 export { USAGE } from './cli-args.js'
 
@@ -536,7 +543,12 @@ function pathAndQuery(target: string | undefined): {
 
 // ------------------------------------------------------------------------------ bridges
 
-/** websockify: WebSocket clients (offering `binary` or not) each to a new TCP connection. */
+/**
+ * websockify: WebSocket clients (offering `binary` or not) each to a new TCP connection, made
+ * before the upgrade completes. Once the client is open it may send its bytes and close at
+ * once; had the target then failed, they would be lost after a clean close. A target that
+ * cannot be reached refuses the upgrade with 502 instead, and nothing was accepted.
+ */
 async function runBridgeWsToTcp(
   listen: ListenAddress,
   target: HostPort,
@@ -544,24 +556,50 @@ async function runBridgeWsToTcp(
   io: CliIo,
   report: Reporter
 ): Promise<number> {
-  const listener = await startWsServer(listen, options, ['binary'], undefined, report)
+  const targetText = `tcp://${hostText(target.host)}:${target.port}`
+  const sockets = new Set<Socket>()
+  /** Each admitted upgrade's open TCP connection, until its WebSocket is accepted. */
+  const connected = new WeakMap<IncomingMessage, { tcp: Socket; onClientGone: () => void }>()
+  const connectFirst = async ({ req }: VerifyClientInfo): Promise<VerifyClientResult> => {
+    const tcp = connectTcp(target, options.connectTimeout ?? DEFAULTS.connectTimeout)
+    tcp.setNoDelay(true)
+    sockets.add(tcp)
+    tcp.once('close', () => sockets.delete(tcp))
+    try {
+      await once(tcp, 'connect')
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? 'error'
+      report.notice(`${remoteOf(req)} refused: ${targetText}: ${describe(error)}`)
+      return { status: 502, message: `tcp ${code}` }
+    }
+    // Until its WebSocket is accepted (spliceTcp then listens): a reset meanwhile must not
+    // crash the bridge; spliceTcp finds the socket destroyed and closes with 1011.
+    tcp.on('error', ignore)
+    // The upgrade can still fail (the client left, a bad key): the TCP connection goes with it.
+    const onClientGone = (): void => {
+      tcp.destroy()
+    }
+    if (req.socket.destroyed) onClientGone()
+    else req.socket.once('close', onClientGone)
+    connected.set(req, { tcp, onClientGone })
+    return true
+  }
+  const listener = await startWsServer(listen, options, ['binary'], undefined, report, connectFirst)
   if (listener === undefined) return ExitCode.CouldNotConnect
   const { server } = listener
-  const targetText = `tcp://${hostText(target.host)}:${target.port}`
   report.listening(
     `listening on ${wsAddress(server, listen.path)}, bridging to ${targetText}`,
     listen.port === 0
   )
   const sessions = new Sessions(report)
-  const sockets = new Set<Socket>()
   report.startProgress(true)
   server.on('connection', (ws, request) => {
     sessions.run(remoteOf(request), () => {
-      const tcp = connectTcp(target, options.connectTimeout ?? DEFAULTS.connectTimeout)
-      tcp.setNoDelay(true)
-      sockets.add(tcp)
-      tcp.once('close', () => sockets.delete(tcp))
-      return spliceTcp(ws, tcp, targetText, report.progress)
+      const pending = connected.get(request)
+      if (pending === undefined) throw new Error('no TCP connection was made for this client')
+      connected.delete(request)
+      request.socket.off('close', pending.onClientGone)
+      return spliceTcp(ws, pending.tcp, targetText, report.progress)
     })
   })
   await interrupted(io.signal)
@@ -782,7 +820,8 @@ async function startWsServer(
   options: CommonOptions,
   alwaysAccepted: readonly string[],
   maxConnections: number | undefined,
-  report: Reporter
+  report: Reporter,
+  verifyClient?: ServerOptions['verifyClient']
 ): Promise<WsListener | undefined> {
   const accepted = [...options.protocols, ...alwaysAccepted]
   const serverOptions: ServerOptions = {
@@ -796,6 +835,7 @@ async function startWsServer(
   if (options.maxPayload !== undefined) serverOptions.maxPayload = options.maxPayload
   if (options.origins.length > 0) serverOptions.allowedOrigins = options.origins
   if (maxConnections !== undefined) serverOptions.maxConnections = maxConnections
+  if (verifyClient !== undefined) serverOptions.verifyClient = verifyClient
   let server: WsDuplexServer
   try {
     server = await createServer(serverOptions)

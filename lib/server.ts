@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events'
 import {
   createServer as createHttpServer,
+  STATUS_CODES,
   type IncomingMessage,
   type Server,
   type ServerResponse
@@ -485,15 +486,6 @@ function answerUpgradeRequired(_request: IncomingMessage, response: ServerRespon
   response.end()
 }
 
-const statusText: Readonly<Record<number, string>> = {
-  400: 'Bad Request',
-  401: 'Unauthorized',
-  403: 'Forbidden',
-  404: 'Not Found',
-  500: 'Internal Server Error',
-  503: 'Service Unavailable'
-}
-
 function refuseUpgrade(socket: NodeDuplex, status: number, message?: string): void {
   // Refused already (at close(), while verifyClient ran): that answer is on its way.
   if (socket.writableEnded) return
@@ -501,12 +493,12 @@ function refuseUpgrade(socket: NodeDuplex, status: number, message?: string): vo
     socket.destroy()
     return
   }
-  const body = message ?? statusText[status] ?? 'Refused'
+  const body = message ?? STATUS_CODES[status] ?? 'Refused'
   // HTTP sockets allow half-open: a client that never closes its side would otherwise hold
   // this one (and server.close()) forever once our answer is out.
   socket.once('finish', destroyAfterAnswer)
   socket.end(
-    `HTTP/1.1 ${status} ${statusText[status] ?? 'Refused'}\r\n` +
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Refused'}\r\n` +
       'Connection: close\r\nContent-Type: text/plain\r\n' +
       `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
   )

@@ -25,6 +25,7 @@ import {
   type WsDuplex,
   type WsDuplexServer
 } from '../lib/index.js'
+import { upgradeRequest } from './helpers/hostile.js'
 import { startRawServer } from './helpers/raw-peer.js'
 import { Cleanup, patternBytes, streamError } from './helpers/servers.js'
 import { collect, onceWithin, until, withTimeout } from './helpers/wait.js'
@@ -1055,7 +1056,7 @@ describe('ws-duplex CLI', () => {
       const address = await bridgeTo(port)
       const first = await connect(address)
       const tcp = await next()
-      tcp.write('x', () => tcp.resetAndDestroy())
+      tcp.resetAndDestroy()
       const error = await streamError(first)
       expect(error).to.include({ code: 'ERR_PEER_CLOSED_WITH_ERROR', closeCode: 1011 })
       expect(first.closeInfo?.reason).to.equal('tcp ECONNRESET')
@@ -1067,7 +1068,33 @@ describe('ws-duplex CLI', () => {
       expect((await reset).code).to.equal('ECONNRESET')
     })
 
-    it('--connect-timeout: a TCP target that does not answer closes the WebSocket with 1011', async () => {
+    it('--connect-timeout: a TCP target that does not answer refuses the upgrade with 502', async () => {
+      const { run, address } = await startServerMain([
+        'bridge',
+        '--connect-timeout',
+        '200',
+        'ws://127.0.0.1:0',
+        `tcp://127.0.0.1:${await stalledPort()}`
+      ])
+      const error = await connect(address).then(
+        () => undefined,
+        (e: unknown) => e
+      )
+      expect(error).to.include({ code: 'ERR_HANDSHAKE_REJECTED', status: 502 })
+      await run.stderr.waitFor(/refused: tcp:\/\/127\.0\.0\.1:\d+: .*ETIMEDOUT/)
+    })
+
+    it('an unreachable TCP target refuses the upgrade with 502: a client never opens', async () => {
+      const error = await connect(await bridgeTo(await closedPort())).then(
+        () => undefined,
+        (e: unknown) => e
+      )
+      expect(error).to.include({ code: 'ERR_HANDSHAKE_REJECTED', status: 502 })
+    })
+
+    it('a client that sends and closes at once does not exit 0 when the target fails to connect', async () => {
+      // Before, the WebSocket was accepted first: its bytes and close were answered with 1000
+      // while the TCP connect was still pending, then lost when it failed.
       const { address } = await startServerMain([
         'bridge',
         '--connect-timeout',
@@ -1075,17 +1102,27 @@ describe('ws-duplex CLI', () => {
         'ws://127.0.0.1:0',
         `tcp://127.0.0.1:${await stalledPort()}`
       ])
-      const client = await connect(address)
-      const error = await streamError(client, 3000)
-      expect(error).to.include({ code: 'ERR_PEER_CLOSED_WITH_ERROR', closeCode: 1011 })
-      expect(client.closeInfo?.reason).to.equal('tcp ETIMEDOUT')
+      const client = runMain(['connect', address])
+      client.stdin.end('important bytes')
+      expect(await client.status()).to.equal(ExitCode.CouldNotConnect)
+      expect(errorLine(client.stderr)).to.match(/HTTP 502/)
     })
 
-    it('an unreachable TCP target closes the WebSocket with 1011', async () => {
-      const client = await connect(await bridgeTo(await closedPort()))
-      const error = await streamError(client)
-      expect(error).to.include({ code: 'ERR_PEER_CLOSED_WITH_ERROR', closeCode: 1011 })
-      expect(client.closeInfo?.reason).to.equal('tcp ECONNREFUSED')
+    it('a TCP connection made for a client that leaves during its upgrade is closed', async () => {
+      const { port, next } = await tcpServer()
+      const address = await bridgeTo(port)
+      const url = new URL(address)
+      // A handshake ws refuses (no valid key) after the TCP connection was made for it.
+      const socket = tcpConnect(Number(url.port), '127.0.0.1')
+      socket.on('error', () => {})
+      socket.resume()
+      await onceWithin(socket, 'connect')
+      socket.write(upgradeRequest(Number(url.port), 'not a key'))
+      const tcp = await next()
+      tcp.resume()
+      // The target sees the bridge's side end (its socket is otherwise held open for nothing).
+      await onceWithin(tcp, 'end')
+      await onceWithin(socket, 'close')
     })
   })
 
