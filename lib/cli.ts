@@ -340,8 +340,9 @@ async function runListen(
     await interrupted(io.signal)
     await listener.close()
     commands.signal('SIGTERM')
-    await sessions.settled()
-    await commands.ended(COMMAND_GRACE_MS)
+    // A session lasts until its command exits, which one ignoring SIGTERM does only at the
+    // SIGKILL that ended() sends after the grace.
+    await Promise.all([sessions.settled(), commands.ended(COMMAND_GRACE_MS)])
     return interruptedStatus(io.signal)
   } finally {
     process.off('exit', killCommands)
@@ -452,6 +453,8 @@ async function echoSession(ws: WsDuplex, progress: Progress): Promise<Error | un
  * ends the connection: status 0 closes with 1000 after its output, anything else with 1011. The
  * connection's end ends its stdin (a clean close) or sends it SIGTERM (an error); output it
  * writes after that cannot be delivered, so its stdout is closed (it gets EPIPE / SIGPIPE).
+ * The session is over once both are: a command that fails after the connection closed (it
+ * had output left, say) is reported as failed, not as a clean close.
  */
 function execSession(
   ws: WsDuplex,
@@ -463,8 +466,15 @@ function execSession(
 ): Promise<Error | undefined> {
   return new Promise((resolve) => {
     let failure: Error | undefined
+    /** Its stdio closed too (all its output read): what it wrote has been forwarded. */
     let exited = false
+    /** The process itself is gone (what it started may still hold its stdio). */
+    let processExited = false
+    let wsClosed = false
     let stdinOpen = true
+    const settle = (): void => {
+      if (processExited && wsClosed) resolve(failure)
+    }
     const child = spawn(command, {
       shell: true,
       // Its own process group, so that a signal reaches what the shell started too.
@@ -505,12 +515,19 @@ function execSession(
 
     child.on('error', (error) => {
       failure ??= withContext('exec', error)
+      // It could not be spawned: there is no process whose exit to wait for.
+      processExited = true
       if (canWrite(ws)) void ws.close(CloseCode.InternalError, 'exec failed')
+      settle()
+    })
+    child.on('exit', (code, signal) => {
+      processExited = true
+      if (code !== 0) failure ??= new Error(`the command exited with ${code ?? signal}`)
+      settle()
     })
     child.on('close', (code, signal) => {
       exited = true
       commands.exited(child)
-      if (code !== 0) failure ??= new Error(`the command exited with ${code ?? signal}`)
       if (!canWrite(ws)) return
       if (code === 0) ws.end()
       else void ws.close(CloseCode.InternalError, `exit ${code ?? signal}`)
@@ -520,11 +537,12 @@ function execSession(
       if (!exited && child.pid !== undefined) signalGroup(child.pid, 'SIGTERM')
     })
     ws.on('close', () => {
+      wsClosed = true
       if (!exited) {
         child.stdout.destroy()
         if (stdinOpen) child.stdin.end()
       }
-      resolve(failure)
+      settle()
     })
   })
 }

@@ -906,6 +906,17 @@ describe('ws-duplex CLI', () => {
       expect(errorLine(failed.stderr)).to.match(/\(ERR_PEER_CLOSED_WITH_ERROR, close code 1011\)$/)
     })
 
+    it('--exec: a command that fails after the connection closed is reported as failed', async () => {
+      // It reads to the end of its input (the client's close), then fails: no clean session.
+      const command = 'cat > /dev/null; exit 7'
+      const { run, address } = await startServerMain(['listen', '--exec', command, '127.0.0.1:0'])
+      const client = runMain(['connect', address])
+      client.stdin.end('input')
+      expect(await client.status()).to.equal(0)
+      await run.stderr.waitFor(/#1 \S+ failed: the command exited with 7\n/)
+      expect(run.stderr.text).to.not.match(/#1 \S+ closed\n/)
+    })
+
     it('--exec: an interrupt ends the commands with their process groups, SIGKILL if they ignore SIGTERM', async function () {
       this.timeout(15_000)
       const dir = await mkdtemp(join(tmpdir(), 'ws-duplex-exec-'))
