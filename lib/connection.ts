@@ -356,9 +356,9 @@ export class Connection {
     assertCloseArguments(code, reason)
     if (this.#closeInfo !== undefined) return Promise.resolve(this.#closeInfo)
     const result = new Promise<CloseInfo>((resolve) => (this.#closeWaiters ??= []).push(resolve))
-    if (this.#sentCloseCode === undefined) {
-      this.#closeRequest = { code, reason }
-    }
+    // The first close() names the code: a later one (server.close()'s 1001 after the
+    // application's own 4000, say) waits for the same ending rather than rewriting it.
+    if (this.#sentCloseCode === undefined) this.#closeRequest ??= { code, reason }
     this.#face.endWriting()
     this.#boundFlush()
     return result

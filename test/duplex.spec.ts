@@ -383,6 +383,21 @@ describe('WsDuplex', () => {
       expect(await duplex.close(), 'at once when already closed').to.deep.equal(duplex.closeInfo)
     })
 
+    it('keeps the code of the first close() while its flush is under way; a later one waits for it', async () => {
+      const { duplex, peer } = await rawPair()
+      duplex.write(Buffer.alloc(256 * 1024, 1))
+      const first = duplex.close(4000, 'first')
+      const later = duplex.close(1001, 'later')
+      const got = await peer.readUntilClose()
+      expect(got.close).to.deep.equal({ code: 4000, reason: 'first' })
+      expect(got.data.length).to.equal(256 * 1024)
+      peer.sendClose(4000, 'first')
+      const results = await withTimeout(Promise.all([first, later]), 2000, 'both close()')
+      for (const result of results) {
+        expect(result).to.deep.equal({ code: 4000, reason: 'first', wasClean: true })
+      }
+    })
+
     it('emits closing (local) then exactly one close', async () => {
       const { duplex, peer } = await rawPair()
       const seen: string[] = []
