@@ -542,14 +542,25 @@ describe('WsDuplex', () => {
       expect(info.wasClean).to.equal(true)
     })
     it('close() waits for a slow flush that still progresses, then times the handshake', async () => {
-      const { duplex, peer } = await rawPair({ closeTimeout: 400 })
+      const { duplex, peer } = await rawPair({ closeTimeout: 1000 })
       duplex.resume()
       peer.pause()
       duplex.write(patternBytes(16 * 1024 * 1024))
+      const started = Date.now()
       const result = duplex.close()
-      // Stalled for most of one timeout, then a flush slower than one timeout in all.
-      setTimeout(() => peer.resume(), 300).unref()
+      // Two stalls of most of a timeout each, with a little reading between: a flush slower
+      // than one timeout in all, whose every pause is shorter (by a margin a loaded CI box
+      // keeps).
+      const stall = 600
+      setTimeout(() => {
+        peer.resume()
+        setTimeout(() => {
+          peer.pause()
+          setTimeout(() => peer.resume(), stall).unref()
+        }, 20).unref()
+      }, stall).unref()
       const got = await peer.readUntilClose(10_000)
+      expect(Date.now() - started, 'the flush took longer than one closeTimeout').to.be.above(1000)
       expect(got.data.length).to.equal(16 * 1024 * 1024)
       expect(got.close?.code).to.equal(1000)
       peer.sendClose(1000)
