@@ -400,7 +400,10 @@ export class Connection {
       return Promise.reject(closedError(this.lastCloseCode))
     }
     this.#seam.watchControlFrames()
-    const payload = data === undefined ? pingPayload(++pingSequence) : data.slice()
+    // A copy made now, to match the pong against: Buffer#slice() would be a view of memory
+    // the caller may reuse.
+    const payload =
+      data === undefined ? pingPayload(++pingSequence) : Uint8Array.prototype.slice.call(data)
     return new Promise((resolve, reject) => {
       const ping: PendingPing = { payload, startedAt: performance.now(), resolve, reject }
       ;(this.#pings ??= []).push(ping)
@@ -770,7 +773,13 @@ export class Connection {
   #classifyEnding(code: number, receivedCloseFrame: boolean): WsDuplexError | undefined {
     const socketError = this.#socketError
     if (!this.#opened || socketError !== undefined) {
-      return errorFromSocket(socketError?.error, socketError?.rejectedStatus, this.#opened)
+      const sent = this.#sentCloseCode
+      return errorFromSocket(
+        socketError?.error,
+        socketError?.rejectedStatus,
+        this.#opened,
+        sent === undefined ? undefined : this.#closeCodeOnWire(sent)
+      )
     }
     if (!receivedCloseFrame && this.#closeTimedOut) return this.#closeTimeoutError()
     if (!receivedCloseFrame) {

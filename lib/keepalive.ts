@@ -106,7 +106,9 @@ export class KeepAlive {
     }
     const left = this.#waitingSince + this.#options.timeout - now
     if (left > 1) {
-      this.#rearm(this.#onPingDeadline, Math.ceil(left))
+      // Looked at again within an interval: a pong that comes meanwhile starts the next idle
+      // check then, not at the deadline.
+      this.#rearm(this.#onPingDeadline, Math.ceil(Math.min(left, this.#options.interval)))
       return
     }
     // The pong may be queued behind our own bytes, which the peer keeps taking: wait on.

@@ -38,11 +38,13 @@ function taggedCloseCode(error: Error): number | undefined {
 /**
  * @param opened whether the opening handshake had completed; before it, every failure is a
  *   connect failure.
+ * @param closeCodeSent the code of the close frame already on the wire, if one is.
  */
 export function errorFromSocket(
   error: Error | undefined,
   rejectedStatus: number | undefined,
-  opened: boolean
+  opened: boolean,
+  closeCodeSent?: number
 ): WsDuplexError {
   // A seam that already knows what happened (the WHATWG one) reports it as it is.
   if (error instanceof WsDuplexError) return error
@@ -71,7 +73,10 @@ export function errorFromSocket(
   const tagged = error === undefined ? undefined : taggedCloseCode(error)
   if (error !== undefined && (tagged !== undefined || code?.startsWith('WS_ERR_') === true)) {
     // The tag keeps us right if ws changes a code; the table covers its absence.
+    // A side sends one close frame (RFC 6455 §5.5.1): found after ours went out, the failure
+    // carries the code that did, not the one ws would have sent.
     const closeCode =
+      closeCodeSent ??
       tagged ??
       (code === undefined ? undefined : closeCodeOfWsError[code]) ??
       CloseCode.ProtocolError

@@ -227,6 +227,29 @@ describe('WsDuplex', () => {
       expect(error).to.include({ code: 'ERR_TEXT_FRAME', closeCode: 1000 })
     })
 
+    it("a protocol error or an oversize message after our close frame carries its code, not ws's", async () => {
+      const raw = await startRawServer()
+      cleanup.add(() => raw.close())
+      const cases = [
+        ['a reserved opcode', 'ERR_PROTOCOL', (peer: RawPeer) => peer.sendFrame({ opcode: 3 })],
+        [
+          'a message over maxPayload',
+          'ERR_PAYLOAD_TOO_LARGE',
+          (peer: RawPeer) => peer.sendBinary(Buffer.alloc(2000))
+        ]
+      ] as const
+      for (const [what, code, send] of cases) {
+        const duplex = await openDuplex(cleanup, raw.url, {}, { maxPayload: 1000 })
+        const peer = await raw.nextPeer()
+        duplex.end()
+        expect((await peer.readUntilClose()).close?.code, what).to.equal(1000)
+        // ws would send 1002 / 1009, but our 1000 is the one close frame this side sends.
+        send(peer)
+        const error = await streamError(duplex)
+        expect(error, what).to.include({ code, closeCode: 1000 })
+      }
+    })
+
     it("'ignore': warns, drops the frame and goes on", async () => {
       const { duplex, peer } = await rawPair({ text: 'ignore' })
       const warning = onceWithin<[WsDuplexError]>(duplex.events, 'warning')
@@ -1342,6 +1365,23 @@ describe('WsDuplex', () => {
       expect(silence).to.be.below(timeout / 2)
     })
 
+    it("pings again an interval after a pong that came late, not at the first ping's deadline", async () => {
+      const interval = 200
+      const timeout = 3000
+      const { duplex, peer } = await rawPair({ keepAlive: { interval, timeout } })
+      duplex.resume()
+      duplex.on('error', () => {})
+      const first = await peer.nextFrame(3000)
+      expect(first.opcode).to.equal(Opcode.Ping)
+      // Later than one interval: the first look for it (at `interval`) finds nothing yet.
+      await new Promise((resolve) => setTimeout(resolve, interval * 1.5))
+      const answeredAt = performance.now()
+      peer.sendPong(first.payload)
+      const second = await peer.nextFrame(timeout + 1000)
+      expect(second.opcode).to.equal(Opcode.Ping)
+      expect(performance.now() - answeredAt).to.be.below(timeout / 2)
+    })
+
     it('counts our frames the socket takes as life: a slow, steady reader is not cut off', async () => {
       // The socket takes our writes only when the kernel frees half its send buffer (up to
       // 2 MiB on loopback): at this pace about every 80 ms, slower on a loaded machine. The
@@ -1415,6 +1455,19 @@ describe('WsDuplex', () => {
       const pong = onceWithin<[Uint8Array]>(duplex.events, 'pong')
       await duplex.ping(Buffer.from('hi'))
       expect(Buffer.from((await pong)[0]).toString()).to.equal('hi')
+    })
+
+    it('matches the pong against the bytes as they were when ping() was called', async () => {
+      const { duplex, peer } = await rawPair()
+      duplex.resume()
+      const payload = Buffer.from('abcd')
+      const rtt = duplex.ping(payload)
+      // The caller reuses its buffer at once (Buffer#slice would have kept a view of it).
+      payload.fill(0)
+      const ping = await peer.nextFrame(2000)
+      expect(ping.payload.toString()).to.equal('abcd')
+      peer.sendPong(ping.payload)
+      expect(await withTimeout(rtt, 2000, 'ping() to resolve')).to.be.a('number')
     })
 
     it('an empty ping() is answered by its own pong, not by a keepalive pong', async () => {
