@@ -627,8 +627,10 @@ export class Connection {
     const pings = this.#pings
     const index = pings === undefined ? -1 : pings.findIndex((p) => sameBytes(p.payload, data))
     if (pings !== undefined && index !== -1) {
-      const [ping] = pings.splice(index, 1) as [PendingPing]
-      ping.resolve(performance.now() - ping.startedAt)
+      // RFC 6455 §5.5.3: a peer may answer only the latest of several pings, so this pong
+      // answers the ones sent before it too (each was alive to within its own round trip).
+      const now = performance.now()
+      for (const ping of pings.splice(0, index + 1)) ping.resolve(now - ping.startedAt)
     }
     this.#events?.emit('pong', data)
   }

@@ -1447,6 +1447,23 @@ describe('WsDuplex', () => {
       expect(Buffer.from((await pong)[0]).toString()).to.equal('hi')
     })
 
+    it('a pong for the latest of several pings answers the earlier ones too (RFC 6455 §5.5.3)', async () => {
+      const { duplex, peer } = await rawPair()
+      duplex.resume()
+      const first = duplex.ping(Buffer.from('one'))
+      const second = duplex.ping(Buffer.from('two'))
+      expect((await peer.nextFrame(2000)).payload.toString()).to.equal('one')
+      const latest = await peer.nextFrame(2000)
+      // The peer answers only the most recent ping, as §5.5.3 allows.
+      peer.sendPong(latest.payload)
+      const [rttFirst, rttSecond] = await withTimeout(
+        Promise.all([first, second]),
+        2000,
+        'both ping() calls'
+      )
+      expect(rttFirst).to.be.at.least(rttSecond)
+    })
+
     it('matches the pong against the bytes as they were when ping() was called', async () => {
       const { duplex, peer } = await rawPair()
       duplex.resume()
