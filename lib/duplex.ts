@@ -482,7 +482,7 @@ export class WsDuplex
 
       get unreadBytes(): number {
         const duplex = this.#duplex
-        return duplex.#source?.queuedBytes ?? duplex.readableLength
+        return duplex.#source?.queuedCost ?? duplex.readableLength
       }
 
       writable(): void {

@@ -223,7 +223,7 @@ export class WsStream implements ItDuplex<
       makeEvents: () => new StreamEvents(),
       deliver: (data) => source.push(data),
       get unreadBytes() {
-        return source.queuedBytes
+        return source.queuedCost
       },
       writable: ignore,
       endWriting: () => {

@@ -50,7 +50,7 @@ async function answerClose(peer: RawPeer): Promise<Awaited<ReturnType<RawPeer['r
 }
 
 function sourceHasFrames(duplex: WsDuplex): boolean {
-  return (duplex.source as unknown as { queuedBytes: number }).queuedBytes > 0
+  return (duplex.source as unknown as { queuedCost: number }).queuedCost > 0
 }
 
 /** What `sink(source)` rejects with; undefined when it resolves. */

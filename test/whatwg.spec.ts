@@ -435,6 +435,22 @@ describe('WsStream over a WHATWG WebSocket (undici, in Node)', function () {
       expect(error?.code).to.equal('ERR_READ_OVERFLOW')
     })
 
+    it('counts what each unread message holds, not only its bytes: a flood of 1-byte messages overflows too', async () => {
+      const server = await startWsServer(cleanup)
+      const stream = fromWebSocket(undiciSocket(server.url), { maxReadBuffer: 100_000 })
+      const peer = await server.nextSocket()
+      const closed = onceWithin<[number]>(peer, 'close', 5000)
+      // 20,000 bytes in all, a fifth of maxReadBuffer, but 20,000 messages left unread.
+      const one = Buffer.alloc(1)
+      for (let i = 0; i < 20_000; i++) peer.send(one)
+      const [code] = await closed
+      expect(code).to.equal(4008)
+      const { chunks, error } = await readUntilEnd(stream.source)
+      expect(error?.code).to.equal('ERR_READ_OVERFLOW')
+      // Overflowed after a few hundred messages (100,000 / (1 + 256)), not after all of them.
+      expect(chunks.length).to.be.below(1000)
+    })
+
     it('a message over maxPayload fails with ERR_PAYLOAD_TOO_LARGE (4009)', async () => {
       const server = await startWsServer(cleanup)
       const stream = fromWebSocket(undiciSocket(server.url), { maxPayload: 1000 })
