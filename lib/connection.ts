@@ -11,7 +11,7 @@ import type { CloseInfo, EventSink } from './events.js'
 import { KeepAlive } from './keepalive.js'
 import type { NormalizedOptions } from './options.js'
 import { SendQueue, type FrameSink } from './send-queue.js'
-import type { SocketHandler, SocketSeam, SocketState } from './seam.js'
+import type { SendCallback, SocketHandler, SocketSeam, SocketState } from './seam.js'
 import { errorFromSocket } from './socket-errors.js'
 
 /** What the engine needs from the face the user holds. */
@@ -98,6 +98,8 @@ export class Connection {
   #closeInfo: CloseInfo | undefined
   #closeWaiters: ((info: CloseInfo) => void)[] | undefined
   #pings: PendingPing[] | undefined
+  /** A frame went into a socket that still held bytes: its completion means the peer read. */
+  #sentIntoBacklog = false
 
   constructor(seam: SocketSeam<Connection>, face: ConnectionFace, options: NormalizedOptions) {
     this.#seam = seam
@@ -201,8 +203,25 @@ export class Connection {
   }
 
   /** Queues bytes to send: full frames go at once, the rest is merged and sent on the next tick. */
-  push(chunk: Uint8Array): void {
-    this.#sendQueue().push(chunk)
+  /** Queues a chunk; returns its end's position in the stream (see `sentBytes`). */
+  push(chunk: Uint8Array): number {
+    const queue = this.#sendQueue()
+    queue.push(chunk)
+    return queue.pushedTotal
+  }
+
+  /** Every byte pushed before this position has been handed to the OS: the caller's memory is free. */
+  get sentBytes(): number {
+    return this.#queue?.sentTotal ?? 0
+  }
+
+  /**
+   * Whether every byte pushed is in the kernel already: nothing queued here, nothing held by
+   * the socket in user space (a write the kernel took at once), though the send callbacks,
+   * which come a tick later, have not run yet.
+   */
+  get allInKernel(): boolean {
+    return this.#opened && (this.#queue?.queuedBytes ?? 0) === 0 && this.#seam.unsentBytes === 0
   }
 
   /** Whether the socket still takes writes; a write after the close started is a stream error. */
@@ -273,6 +292,17 @@ export class Connection {
     if (this.#fatal !== undefined) this.#maybeSurfaceFatal()
   }
 
+  #sendFrame(frame: Uint8Array, callback: SendCallback): void {
+    this.#seam.send(frame, callback)
+    if (this.#seam.unsentBytes > 0) {
+      if (this.#keepAlive !== undefined) this.#sentIntoBacklog = true
+    } else if (this.#queue?.queuedBytes === 0) {
+      // The kernel took everything at once: a writer waiting for its bytes to be flushed need
+      // not wait for the send callback's tick (a writer of large chunks runs on in one loop).
+      this.#face.writable()
+    }
+  }
+
   #frameSent(error: Error | null | undefined): void {
     if (error) {
       if (this.#closeInfo !== undefined || this.#fatal !== undefined) return
@@ -292,8 +322,13 @@ export class Connection {
       return
     }
     this.#flushedSinceCheck = true
-    // Taken while more waits: the kernel made room, so the peer is reading (see keepalive.ts).
-    if (this.#keepAlive !== undefined && this.#seam.unsentBytes > 0) this.#keepAlive.sawDrain()
+    // Taken after waiting behind a backlog (or with more waiting): the kernel made room, so the
+    // peer is reading (see keepalive.ts). A frame the kernel took at once proves nothing.
+    if (this.#keepAlive !== undefined) {
+      const backlog = this.#seam.unsentBytes > 0
+      if (backlog || this.#sentIntoBacklog) this.#keepAlive.sawDrain()
+      this.#sentIntoBacklog = backlog
+    }
     this.#face.writable()
     this.#wakeRoomWaiter()
     this.#maybeFinish()
@@ -657,7 +692,7 @@ export class Connection {
       onClose: (connection, code, reason) => connection.#onConnectionClosed(code, reason)
     }
     frameSink = {
-      sendFrame: (connection, frame, callback) => connection.#seam.send(frame, callback),
+      sendFrame: (connection, frame, callback) => connection.#sendFrame(frame, callback),
       frameSent: (connection, error) => connection.#frameSent(error)
     }
     closeTimerFired = (connection) => connection.#onCloseTimeout()

@@ -41,8 +41,13 @@ export class WsDuplex
   readonly #socket: WebSocket
   readonly #connection: Connection
 
-  /** The `_write` callback held back while the send queue is over the high water mark. */
+  /**
+   * The `_write` callback, held until its bytes are flushed (Node's contract: after it, the
+   * writer may reuse its buffer, which the send queue and the socket hold as views until then).
+   */
   #heldWrite: WriteCallback | undefined
+  /** The stream position the held write's bytes end at (Connection#push). */
+  #heldWriteEnd = 0
   /** Pipes from this stream into other streams, still attached. */
   #pipesElsewhere = 0
   /** The held callback is a refused write's (final): only the connection's ending answers it. */
@@ -269,6 +274,12 @@ export class WsDuplex
       )
     }
     this.#writeFace ??= 'stream'
+    // Node keeps a write made while the last one is being flushed, and _write would refuse it
+    // only once that flush ended, which a peer that stopped reading may never let happen. It
+    // cannot be delivered once the close started: the ending is bounded from now.
+    if (this.#heldWrite !== undefined && !this.#connection.acceptsWrites) {
+      this.#connection.refuseWrite()
+    }
     return typeof encoding === 'function'
       ? super.write(chunk, encoding)
       : super.write(chunk, encoding as BufferEncoding, callback)
@@ -297,18 +308,20 @@ export class WsDuplex
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: WriteCallback): void {
     if (this.#refuseWrite(callback)) return
-    this.#connection.push(chunk)
-    this.#admit(callback, chunk.length)
+    this.#awaitFlush(callback, chunk.length, this.#connection.push(chunk))
   }
 
+  // Node hands over everything it buffered while the last write was being flushed: the send
+  // queue merges it into frames.
   override _writev(chunks: { chunk: Buffer }[], callback: WriteCallback): void {
     if (this.#refuseWrite(callback)) return
     let bytes = 0
+    let end = this.#connection.sentBytes
     for (const { chunk } of chunks) {
-      this.#connection.push(chunk)
+      end = this.#connection.push(chunk)
       bytes += chunk.length
     }
-    this.#admit(callback, bytes)
+    this.#awaitFlush(callback, bytes, end)
   }
 
   #holdWrite(callback: WriteCallback, bytes: number): void {
@@ -334,19 +347,23 @@ export class WsDuplex
   }
 
   /**
-   * Accepts the next write at once while the queued and in-flight bytes are under the high
-   * water mark; otherwise holds it until frames are flushed. While connecting every write is
-   * held, so a failed handshake fails them all.
+   * Answers the write once its bytes are flushed, ending at stream position `end`; Node keeps
+   * what is written meanwhile, up to `writableHighWaterMark`, and hands it over in one
+   * `_writev`. While connecting nothing is flushed, so a failed handshake fails every write.
    */
-  #admit(callback: WriteCallback, bytes: number): void {
-    if (this.#connection.hasRoom) callback()
-    else this.#holdWrite(callback, bytes)
+  #awaitFlush(callback: WriteCallback, bytes: number, end: number): void {
+    this.#holdWrite(callback, bytes)
+    this.#heldWriteEnd = end
+    // An empty write after everything was flushed has nothing to wait for.
+    this.#releaseHeldWrite()
   }
 
   #releaseHeldWrite(): void {
     if (this.#heldWrite === undefined || this.#connection.fatal !== undefined) return
     // Frames sent before the refusal are no news for a chunk that was never queued.
-    if (this.#heldWriteRefused || !this.#connection.hasRoom) return
+    if (this.#heldWriteRefused) return
+    const connection = this.#connection
+    if (connection.sentBytes < this.#heldWriteEnd && !connection.allInKernel) return
     this.#takeHeldWrite()?.()
   }
 

@@ -25,6 +25,9 @@ export class SendQueue<Owner> {
   #chunks: Uint8Array[] | undefined
   #queuedBytes = 0
   #inFlightBytes = 0
+  /** Bytes ever pushed, and ever sent (their frames' callbacks came): positions in the stream. */
+  #pushedTotal = 0
+  #sentTotal = 0
   /** The size of each frame whose send callback is still due, oldest first. */
   #inFlight: number[] | undefined
   /**
@@ -54,6 +57,16 @@ export class SendQueue<Owner> {
     return this.#inFlightBytes
   }
 
+  /** How many bytes were ever pushed: the stream position of the last one. */
+  get pushedTotal(): number {
+    return this.#pushedTotal
+  }
+
+  /** How many bytes were handed to the OS (or failed to be): every byte up to here is done with. */
+  get sentTotal(): number {
+    return this.#sentTotal
+  }
+
   /** While held (socket still connecting), chunks accumulate and nothing is sent. */
   hold(): void {
     this.#held = true
@@ -70,6 +83,7 @@ export class SendQueue<Owner> {
     if (this.#chunks === undefined) this.#chunks = [chunk]
     else this.#chunks.push(chunk)
     this.#queuedBytes += chunk.length
+    this.#pushedTotal += chunk.length
     if (this.#held) return
     // Waiting for the tick could only merge into a frame that is already full.
     if (this.#queuedBytes >= this.#maxFrameSize) this.#sendFrames(false)
@@ -141,7 +155,9 @@ export class SendQueue<Owner> {
 
   /** Send callbacks come in the order of the sends, one per frame. */
   #sent(error: Error | null | undefined): void {
-    this.#inFlightBytes -= this.#inFlight?.shift() ?? 0
+    const bytes = this.#inFlight?.shift() ?? 0
+    this.#inFlightBytes -= bytes
+    this.#sentTotal += bytes
     this.#sink.frameSent(this.#owner, error)
   }
 }
