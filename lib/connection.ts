@@ -130,6 +130,8 @@ export class Connection {
   #reportMissingKeepAlive(): void {
     if (this.#options.keepAlive === undefined || this.#seam.canPing) return
     setTimeout(() => {
+      // 'close' is the last event: a stream over by now has nothing left to warn about.
+      if (this.#closeInfo !== undefined) return
       this.#events?.emit(
         'warning',
         new WsDuplexError('ERR_UNSUPPORTED', 'keepAlive needs pings, which this WebSocket lacks')
@@ -610,9 +612,13 @@ export class Connection {
     this.#emitClosing(code, '', 'local')
   }
 
-  /** Once per connection: callers emit it only before any close frame was sent. */
+  /**
+   * Once per connection: callers emit it only before any close frame was sent. Ours reports
+   * the code as it goes on the wire (a WHATWG socket sends 1011 as 4011), as documented.
+   */
   #emitClosing(code: number, reason: string, initiator: 'local' | 'remote'): void {
-    this.#events?.emit('closing', { code, reason, initiator })
+    const sent = initiator === 'local' ? this.#seam.wireCloseCode(code) : code
+    this.#events?.emit('closing', { code: sent, reason, initiator })
   }
 
   // ------------------------------------------------------------------------ socket events

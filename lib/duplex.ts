@@ -180,11 +180,12 @@ export class WsDuplex
    * `for await (const chunk of d)` reads through `source`: each frame is handed on as it came.
    * Node's own Readable iterator would copy everything buffered into one chunk per step, which
    * a framing decoder (it-length-prefixed) then takes apart again. Once the Duplex read face is
-   * in use (data, pipe, read) Node's iterator serves as usual; `d.iterator()` always is Node's.
+   * in use (data, pipe, read), or an encoding is set (setEncoding(): strings, decoded across
+   * frames), Node's iterator serves as usual; `d.iterator()` always is Node's.
    */
   override [Symbol.asyncIterator](): ChunkIterator<Buffer> {
     const iterator = (
-      this.#readFace === 'stream' || this.readableFlowing !== null
+      this.#readFace === 'stream' || this.readableFlowing !== null || this.readableEncoding !== null
         ? super[Symbol.asyncIterator]()
         : // Buffers, as from Node's iterator: the ws seam receives with binaryType 'nodebuffer'.
           (this.source as SourceQueue)[Symbol.asyncIterator]()
@@ -559,11 +560,11 @@ export class WsDuplex
         duplex.#readEnded = true
         duplex.push(null)
         if (!duplex.writableFinished) duplex.once('end', destroyAfterEnd)
-        if (duplex.#source !== undefined) {
-          duplex.#source.end()
-          // Nobody reads the Readable in source mode: let it emit 'end' so the stream can close.
-          duplex.read(0)
-        }
+        duplex.#source?.end()
+        // Lets the Readable emit 'end' (then 'close') once nothing is left unread, with no
+        // reader at all too (source mode, a writer only), as a net.Socket does; a reader that
+        // has bytes left to take still gets them first.
+        duplex.read(0)
       }
     }
     faceOf = (duplex) => new DuplexFace(duplex)

@@ -19,7 +19,7 @@ import {
 import { connect as whatwgConnect } from '../lib/browser.js'
 import { Opcode, startRawServer } from './helpers/raw-peer.js'
 import { Cleanup, patternBytes, startWsServer } from './helpers/servers.js'
-import { collect, onceWithin, withTimeout } from './helpers/wait.js'
+import { collect, onceWithin, until, withTimeout } from './helpers/wait.js'
 
 const cleanup = new Cleanup()
 afterEach(() => cleanup.run())
@@ -382,6 +382,21 @@ describe('WsStream over a WHATWG WebSocket (undici, in Node)', function () {
       expect(closing).to.deep.equal([{ code: 1011, reason: 'peer broke', initiator: 'remote' }])
     })
 
+    it("'closing' reports the code that went on the wire: destroy(error) is 4011, not 1011", async () => {
+      const server = await startWsServer(cleanup)
+      const stream = fromWebSocket(undiciSocket(server.url))
+      const peer = await server.nextSocket()
+      const closing = onceWithin<[{ code: number; initiator: string }]>(
+        stream.events as never,
+        'closing'
+      )
+      const peerGot = onceWithin<[number]>(peer, 'close', 5000)
+      await until(() => stream.socket.readyState === 1, 'the socket to open')
+      stream.destroy(new Error('broke'))
+      expect((await closing)[0]).to.include({ code: 4011, initiator: 'local' })
+      expect((await peerGot)[0]).to.equal(4011)
+    })
+
     it('a peer that drops the TCP connection is ERR_ABNORMAL_CLOSURE', async () => {
       const server = await startWsServer(cleanup)
       const stream = fromWebSocket(undiciSocket(server.url))
@@ -518,6 +533,21 @@ describe('WsStream over a WHATWG WebSocket (undici, in Node)', function () {
       cleanup.add(() => stream.destroy())
       const [warning] = await onceWithin<[WsDuplexError]>(stream.events as never, 'warning')
       expect(warning.code).to.equal('ERR_UNSUPPORTED')
+    })
+
+    it("keepAlive's warning does not come after 'close'", async () => {
+      const { url } = await duplexServer(ignoreErrors)
+      const stream = fromWebSocket(undiciSocket(url), { keepAlive: true })
+      const seen: string[] = []
+      stream.events.on('warning', () => seen.push('warning'))
+      stream.events.on('close', () => seen.push('close'))
+      // Over in the same turn as the open: the warning, due on a timer set at the open, would
+      // come after.
+      stream.events.once('open', () => stream.destroy())
+      await onceWithin(stream.events as never, 'close')
+      // A timer set now fires after the one set at the open (timers keep their order).
+      await new Promise((resolve) => setTimeout(resolve, 0))
+      expect(seen).to.deep.equal(['close'])
     })
   })
 
