@@ -50,8 +50,9 @@ export class WsDuplex
   readonly #connection: Connection
 
   /**
-   * The `_write` callback, held until its bytes are flushed (Node's contract: after it, the
-   * writer may reuse its buffer, which the send queue and the socket hold as views until then).
+   * The `_write` callback, held while the send queue is over the high water mark and, for a
+   * write sent as views of the writer's memory, until those bytes are flushed (Node's
+   * contract: after the callback the writer may reuse its buffer).
    */
   #heldWrite: WriteCallback | undefined
   /** The stream position the held write's views end at (Connection#push); none if copied. */
