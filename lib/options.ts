@@ -254,15 +254,30 @@ export function signalOption(value: unknown): AbortSignal | undefined {
   return value
 }
 
+const KEEP_ALIVE_KEYS: ReadonlySet<string> = new Set(['interval', 'timeout'])
+
+/**
+ * A misspelt option (`prot`, `intervall`) would otherwise be dropped without a word, its
+ * default left in force. One given as undefined is no mistake.
+ */
+export function rejectUnknownOptions(
+  given: Record<string, unknown>,
+  known: ReadonlySet<string>,
+  message: (name: string) => string
+): void {
+  for (const [name, value] of Object.entries(given)) {
+    if (value !== undefined && !known.has(name)) throw new TypeError(message(name))
+  }
+}
+
 function keepAliveOption(value: unknown): NormalizedKeepAlive | undefined {
   if (value === undefined || value === false) return undefined
   const given = value === true ? {} : objectOption('keepAlive', value)
-  // A misspelt timing (`intervall`) would otherwise leave the default in force without a word.
-  for (const [name, setting] of Object.entries(given)) {
-    if (setting !== undefined && name !== 'interval' && name !== 'timeout') {
-      throw new TypeError(`Unknown option \`keepAlive.${name}\`: expected interval or timeout`)
-    }
-  }
+  rejectUnknownOptions(
+    given,
+    KEEP_ALIVE_KEYS,
+    (name) => `Unknown option \`keepAlive.${name}\`: expected interval or timeout`
+  )
   return Object.freeze({
     interval: timeoutOption('keepAlive.interval', given.interval, DEFAULTS.keepAliveInterval),
     timeout: timeoutOption('keepAlive.timeout', given.timeout, DEFAULTS.keepAliveTimeout)

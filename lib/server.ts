@@ -26,6 +26,7 @@ import {
   MAX_PAYLOAD,
   normalizeOptions,
   objectOption,
+  rejectUnknownOptions,
   type NormalizedOptions,
   splitDuplexOptions,
   stringOption,
@@ -372,12 +373,11 @@ export async function createServer(
   const { duplex: duplexOptions, rest } = splitDuplexOptions(objectOption('options', options))
   const normalizedDuplex = normalizeOptions(duplexOptions)
   const given = rest as Omit<ServerOptions, keyof WsDuplexOptions>
-  // A misspelt option (`prot`, `maxPayLoad`) would otherwise be dropped without a word.
-  for (const [name, value] of Object.entries(given)) {
-    if (value !== undefined && !SERVER_OPTION_NAMES.has(name)) {
-      throw new TypeError(`Unknown option \`${name}\` for createServer()`)
-    }
-  }
+  rejectUnknownOptions(
+    given,
+    SERVER_OPTION_NAMES,
+    (name) => `Unknown option \`${name}\` for createServer()`
+  )
   if (onConnection !== undefined && typeof onConnection !== 'function') {
     throw new TypeError('Expected `onConnection` to be a function')
   }
